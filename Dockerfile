@@ -1,0 +1,18 @@
+# One image for every service of the stack: api, worker, beat and flower differ only in command.
+FROM python:3.13-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY mwap ./mwap
+COPY worker ./worker
+COPY tasks ./tasks
+COPY api_thin ./api_thin
+COPY ops ./ops
+COPY beat_schedule.py ./
+RUN pip install . && useradd --system --uid 10001 --home /app mwap
+
+USER mwap
+EXPOSE 8000 5555
+CMD ["gunicorn", "-c", "python:api_thin.gunicorn_conf", "api_thin.wsgi:app"]

@@ -1,0 +1,27 @@
+"""The thin HTTP API: enqueue work, read results. No job runs inside a request."""
+
+from flask import Flask
+
+from api_thin import health, jobs, problems
+from mwap.settings import Settings, load_or_exit
+from worker.app import create_celery_app
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask app, configured from ``settings`` (read from the environment when omitted)."""
+    settings = settings or load_or_exit()
+    app = Flask(__name__)
+    app.config.update(
+        MWAP_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    # A producer-only Celery app: the API sends tasks by name and imports no task module.
+    app.extensions["mwap_celery"] = create_celery_app(settings, include_tasks=False)
+    problems.install(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(jobs.bp)
+    return app

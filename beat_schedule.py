@@ -1,0 +1,25 @@
+"""The periodic schedule: one dispatcher per job type, every interval read from settings.
+
+Each entry expires after its own interval, so a tick that could not run in time is dropped rather
+than piling up behind the next one.
+"""
+
+from typing import Any
+
+from mwap.settings import Settings
+
+# Dispatcher task name -> the Settings field holding its interval in seconds.
+DISPATCHERS: dict[str, str] = {}
+
+
+def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Celery ``beat_schedule`` for these settings."""
+    schedule = {}
+    for task_name, interval_field in DISPATCHERS.items():
+        interval = float(getattr(settings, interval_field))
+        schedule[task_name] = {
+            "task": task_name,
+            "schedule": interval,
+            "options": {"expires": interval},
+        }
+    return schedule

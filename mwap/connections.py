@@ -1,0 +1,62 @@
+"""Per-process MongoDB and Redis clients.
+
+MongoClient is not fork-safe, so clients are cached per process id: a prefork worker child or a
+gunicorn worker that inherits a parent's cache builds its own on first use.
+"""
+
+import os
+import threading
+
+import pymongo
+import redis
+from pymongo.database import Database
+
+from mwap.settings import Settings
+
+_lock = threading.Lock()
+_mongo: dict[tuple[int, str], pymongo.MongoClient] = {}
+_redis: dict[tuple[int, str], redis.Redis] = {}
+
+
+def mongo_client(settings: Settings) -> pymongo.MongoClient:
+    """This process's MongoClient for ``settings.mongo_url``."""
+    key = (os.getpid(), settings.mongo_url)
+    client = _mongo.get(key)
+    if client is None:
+        with _lock:
+            client = _mongo.get(key)
+            if client is None:
+                timeout = settings.mongo_timeout_ms
+                client = pymongo.MongoClient(
+                    settings.mongo_url,
+                    tz_aware=True,
+                    appname="mwap-tasks",
+                    serverSelectionTimeoutMS=timeout,
+                    connectTimeoutMS=timeout,
+                    socketTimeoutMS=max(timeout * 4, 20_000),
+                )
+                _mongo[key] = client
+    return client
+
+
+def mongo_db(settings: Settings) -> Database:
+    """This process's handle on the platform database."""
+    return mongo_client(settings)[settings.mongo_db]
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """This process's Redis client (a pool underneath) for ``settings.redis_url``."""
+    key = (os.getpid(), settings.redis_url)
+    client = _redis.get(key)
+    if client is None:
+        with _lock:
+            client = _redis.get(key)
+            if client is None:
+                client = redis.Redis.from_url(
+                    settings.redis_url,
+                    socket_timeout=settings.redis_timeout,
+                    socket_connect_timeout=settings.redis_timeout,
+                    health_check_interval=30,
+                )
+                _redis[key] = client
+    return client

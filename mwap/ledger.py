@@ -1,0 +1,132 @@
+"""The job ledger: one ``jobs`` document per job, whose status follows the job.
+
+queued -> running -> succeeded | failed, with running -> retrying -> running for retries. The
+ledger is the source of truth for results (Celery keeps none) and survives a broker that loses
+its data; every transition is a single conditional update, so a redelivered message cannot move
+a finished job back.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.database import Database
+
+COLLECTION = "jobs"
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+FINAL = frozenset({Status.SUCCEEDED, Status.FAILED})
+OPEN = [Status.QUEUED.value, Status.RUNNING.value, Status.RETRYING.value]
+
+
+def now() -> datetime:
+    # MongoDB stores milliseconds; truncating here keeps what we hold equal to what we read back.
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_job(
+    job_type: str,
+    *,
+    tenant_id: str | None,
+    subject: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    queue: str,
+    request_id: str | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """A ledger document for a job about to be enqueued."""
+    return {
+        "_id": job_id or new_job_id(),
+        "type": job_type,
+        "tenantId": tenant_id,
+        "subject": subject or {},
+        "params": params or {},
+        "queue": queue,
+        "status": Status.QUEUED.value,
+        "attempts": 0,
+        "retries": [],
+        "createdAt": now(),
+        "startedAt": None,
+        "finishedAt": None,
+        "durationMs": None,
+        "result": None,
+        "error": None,
+        "requestId": request_id,
+    }
+
+
+def start(db: Database, job_id: str, *, worker: str) -> dict[str, Any] | None:
+    """Mark a job running and count the attempt; None when it is already final or unknown.
+
+    ``running`` is accepted as a starting state: a message redelivered after its worker died
+    finds its job still running and must be allowed to take it over.
+    """
+    return db[COLLECTION].find_one_and_update(
+        {"_id": job_id, "status": {"$in": OPEN}},
+        {
+            "$set": {"status": Status.RUNNING.value, "startedAt": now(), "worker": worker},
+            "$inc": {"attempts": 1},
+        },
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+def _finish(
+    db: Database, job_id: str, status: Status, fields: dict[str, Any], started_at: datetime | None
+) -> bool:
+    finished = now()
+    duration = int((finished - started_at).total_seconds() * 1000) if started_at else None
+    outcome = db[COLLECTION].update_one(
+        {"_id": job_id, "status": {"$in": OPEN}},
+        {"$set": {"status": status.value, "finishedAt": finished, "durationMs": duration, **fields}},
+    )
+    return outcome.modified_count == 1
+
+
+def succeed(
+    db: Database, job_id: str, result: dict[str, Any] | None, *, started_at: datetime | None = None
+) -> bool:
+    """Record success with the job's result summary. False when the job was already final."""
+    return _finish(db, job_id, Status.SUCCEEDED, {"result": result, "error": None}, started_at)
+
+
+def fail(db: Database, job_id: str, error: dict[str, Any], *, started_at: datetime | None = None) -> bool:
+    """Record final failure. False when the job was already final."""
+    return _finish(db, job_id, Status.FAILED, {"error": error}, started_at)
+
+
+def retrying(db: Database, job_id: str, error: dict[str, Any]) -> None:
+    """Record that an attempt failed and the job will run again."""
+    entry = {"at": now(), "error": error}
+    db[COLLECTION].update_one(
+        {"_id": job_id, "status": {"$in": OPEN}},
+        {"$set": {"status": Status.RETRYING.value, "error": error}, "$push": {"retries": entry}},
+    )
+
+
+def get(db: Database, job_id: str, *, tenant_id: str | None) -> dict[str, Any] | None:
+    """A job by id; with a tenant id, only that tenant's job (None for another tenant's)."""
+    query: dict[str, Any] = {"_id": job_id}
+    if tenant_id is not None:
+        query["tenantId"] = tenant_id
+    return db[COLLECTION].find_one(query)
+
+
+def error_summary(exc: BaseException, *, limit: int = 2000) -> dict[str, Any]:
+    """What the ledger keeps of an exception: its class and message, bounded in size."""
+    return {"type": type(exc).__name__, "message": str(exc)[:limit]}

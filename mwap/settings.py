@@ -1,0 +1,102 @@
+"""One settings object, read from the environment (prefix ``MWAP_``) once at process start."""
+
+import functools
+import sys
+from typing import Annotated, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "MWAP_"
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform. Required ones have no default: the process stops without them."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    redis_url: str = Field(pattern=r"^rediss?://")
+    mongo_url: str = Field(pattern=r"^mongodb(\+srv)?://")
+    mongo_db: str = Field(default="mwap", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    # Key ring "kid:base64key,kid:base64key", newest first. Parsed by mwap.crypto.
+    encryption_keys: Annotated[SecretStr, NoDecode]
+    admin_api_key: SecretStr = Field(min_length=16)
+    sentry_dsn: str | None = None
+    flower_basic_auth: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    flower_host: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    api_workers: int = Field(default=2, ge=1, le=64)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    # Schedule intervals, seconds.
+    health_check_interval: int = Field(default=15 * 60, ge=1)
+    token_refresh_interval: int = Field(default=5 * 60, ge=1)
+    token_refresh_lookahead: int = Field(default=10 * 60, ge=0)
+    token_refresh_max_age: int = Field(default=24 * 3600, ge=60)
+    sync_interval: int = Field(default=15 * 60, ge=1)
+    usage_aggregation_interval: int = Field(default=3600, ge=1)
+    retention_interval: int = Field(default=24 * 3600, ge=1)
+    reconcile_interval: int = Field(default=60, ge=1)
+
+    # Retention defaults, days.
+    job_retention_days: int = Field(default=30, ge=1)
+    audit_retention_days: int = Field(default=365, ge=1)
+    deleted_file_grace_days: int = Field(default=30, ge=1)
+
+    # Task execution, seconds. The broker's visibility timeout must outlast the longest task,
+    # or Redis hands a still-running job to a second worker.
+    task_soft_time_limit: int = Field(default=240, ge=1)
+    task_time_limit: int = Field(default=300, ge=1)
+    broker_visibility_timeout: int = Field(default=900, ge=10)
+    mongo_timeout_ms: int = Field(default=5000, ge=100)
+    redis_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _key_ring_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must name at least one key as kid:base64key")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_are_consistent(self) -> Self:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError("MWAP_TASK_SOFT_TIME_LIMIT must be below MWAP_TASK_TIME_LIMIT")
+        if self.broker_visibility_timeout <= self.task_time_limit:
+            raise ValueError("MWAP_BROKER_VISIBILITY_TIMEOUT must exceed MWAP_TASK_TIME_LIMIT")
+        return self
+
+
+class SettingsError(SystemExit):
+    """Raised at start when a setting is missing or malformed; its message names the setting."""
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem, naming the environment variable and never echoing a value."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        reason = "is required but not set" if problem["type"] == "missing" else problem["msg"]
+        lines.append(f"{name}: {reason}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first call."""
+    try:
+        return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    except ValidationError as error:
+        raise SettingsError(describe_errors(error)) from None
+
+
+def load_or_exit() -> Settings:
+    """For entry points: the settings, or a message on stderr and exit status 2."""
+    try:
+        return get_settings()
+    except SettingsError as error:
+        print(f"mwap: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,104 @@
+"""Session fixtures: a real redis-server, the MongoDB wire server and a real Celery worker."""
+
+import base64
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from pymongo.database import Database
+
+from mwap.connections import mongo_db
+from mwap.settings import Settings
+from ops import processes
+from ops.processes import Child
+
+ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
+ENCRYPTION_KEYS = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def log_dir(run_dir: Path) -> Path:
+    return run_dir / "logs"
+
+
+@pytest.fixture(scope="session")
+def redis_url(log_dir: Path) -> Iterator[str]:
+    if url := os.environ.get("MWAP_REDIS_URL"):
+        yield url
+        return
+    port = processes.free_port()
+    child = processes.start_redis(port, data_dir=None, log_dir=log_dir, env=os.environ)
+    yield f"redis://127.0.0.1:{port}/0"
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_url(log_dir: Path) -> Iterator[str]:
+    if url := os.environ.get("MWAP_MONGO_URL"):
+        yield url
+        return
+    port = processes.free_port()
+    child = processes.start_mongo(port, sqlite_path=None, log_dir=log_dir, env=os.environ)
+    yield processes.mongo_url(port)
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(redis_url: str, mongo_url: str) -> dict[str, str]:
+    """The environment every platform process of the test session runs with."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MWAP_")}
+    env.update(
+        MWAP_REDIS_URL=redis_url,
+        MWAP_MONGO_URL=mongo_url,
+        MWAP_MONGO_DB=f"mwap_test_{secrets.token_hex(4)}",
+        MWAP_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
+        MWAP_ADMIN_API_KEY=ADMIN_KEY,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env: dict[str, str]) -> Settings:
+    values = {k.removeprefix("MWAP_").lower(): v for k, v in stack_env.items() if k.startswith("MWAP_")}
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def db(settings: Settings) -> Database:
+    return mongo_db(settings)
+
+
+@pytest.fixture(scope="session")
+def worker(stack_env: dict[str, str], log_dir: Path) -> Iterator[Child]:
+    """One real Celery worker (prefork) consuming every queue."""
+    child = processes.start_worker(env=stack_env, log_dir=log_dir, concurrency=2)
+    yield child
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings):
+    from api_thin import create_app  # noqa: PLC0415 - keeps collection light for server-less unit tests
+
+    application = create_app(settings)
+    application.testing = False  # exercise the real error handlers, not Flask's test propagation
+    return application
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -1,0 +1,95 @@
+"""ops/run as a user runs it: the whole stack comes up, serves a job, and SIGTERM leaves nothing."""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from ops.processes import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process whose parent chain leads to ``pid``."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        children = {child for child, parent in parents.items() if parent in frontier}
+        frontier = children - found
+        found |= children
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def ops_run(tmp_path: Path):  # noqa: ANN201 - yields (process, stack info)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MWAP_")}
+    env.update(MWAP_DATA_DIR=str(tmp_path), MWAP_API_PORT=str(free_port()), MWAP_FLOWER_PORT=str(free_port()))
+    log = (tmp_path / "ops-run.out").open("wb")
+    process = subprocess.Popen(
+        [str(ROOT / "ops" / "run")], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        stack_file = tmp_path / "stack.json"
+        wait_for(
+            lambda: process.poll() is None and stack_file.exists(),
+            timeout=180,
+            what=f"ops/run ({(tmp_path / 'ops-run.out').read_text(errors='replace')[-2000:]})",
+        )
+        yield process, json.loads(stack_file.read_text()), tmp_path
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:  # noqa: ANN001
+    process, stack, data_dir = ops_run
+    api, flower = stack["api"], stack["flower"]
+    creds = json.loads((data_dir / "credentials.json").read_text())
+    assert (data_dir / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert set(stack) >= {"api", "flower", "redisUrl", "mongoUrl", "providers", "credentials"}
+
+    assert wait_for(lambda: requests.get(f"{api}/ready", timeout=5).status_code == 200, timeout=30, what="ready")
+
+    # Flower answers, and only with its credentials.
+    assert requests.get(f"{flower}/api/workers", timeout=5).status_code == 401
+    auth = (creds["flower"]["user"], creds["flower"]["password"])
+    assert requests.get(f"{flower}/api/workers", auth=auth, timeout=10).status_code == 200
+
+    headers = {"Authorization": f"Bearer {creds['adminApiKey']}"}
+    posted = requests.post(
+        f"{api}/v1/jobs", json={"type": "system.echo", "params": {"message": "smoke"}}, headers=headers, timeout=10
+    )
+    assert posted.status_code == 202, posted.text
+    job_url = api + posted.headers["Location"]
+    done = wait_for(
+        lambda: (job := requests.get(job_url, headers=headers, timeout=5).json())["status"] == "succeeded" and job,
+        timeout=60,
+        what="smoke job",
+    )
+    assert done["result"]["message"] == "smoke"
+
+    tree = descendants(process.pid)
+    assert len(tree) >= 6  # redis, mongo, two workers, beat, api, flower and their own children
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    wait_for(lambda: not any(alive(pid) for pid in tree), timeout=20, what="children gone")

@@ -1,0 +1,57 @@
+"""The Celery app factory. Configuration comes from one Settings object; nothing here runs jobs."""
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+import beat_schedule
+from mwap import jobtypes
+from mwap.settings import Settings
+
+TASK_MODULES = ["tasks.system"]
+
+
+def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
+    """A Celery app for the worker and beat, or, with ``include_tasks=False``, for producers
+    (the API) that only send tasks by name."""
+    app = Celery("mwap", include=TASK_MODULES if include_tasks else [])
+    app.mwap_settings = settings  # read by tasks through self.app, never from the environment
+    app.conf.update(
+        broker_url=settings.redis_url,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            # Redis re-delivers an unacknowledged message after this long; it must outlast the
+            # longest task (enforced in Settings) or a running job gets a second worker.
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
+            "health_check_interval": 30,
+        },
+        # The ledger in MongoDB holds results; Celery keeps none.
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # At-least-once delivery: ack after the job ran, re-queue when the worker process dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        task_queues=[KombuQueue(q.value, routing_key=q.value) for q in jobtypes.Queue],
+        task_default_queue=jobtypes.Queue.DEFAULT.value,
+        task_create_missing_queues=False,
+        task_routes=jobtypes.routes(),
+        # Flower and the queue metrics see tasks from the moment they are sent.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+        timezone="UTC",
+        worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule.build_schedule(settings),
+    )
+    return app
