@@ -1,6 +1,5 @@
 """Bearer-key authentication: the admin key from settings, or a tenant key (stored hashed)."""
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -8,8 +7,7 @@ from flask import g, request
 
 from api_thin import context
 from api_thin.problems import Problem
-
-API_KEYS = "apiKeys"
+from mwap import apikeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +23,6 @@ class Principal:
 
     def can_see(self, tenant_id: str | None) -> bool:
         return self.is_admin or tenant_id == self.tenant_id
-
-
-def hash_key(key: str) -> str:
-    # Keys are 256-bit random strings, so one fast hash is enough; no password stretching needed.
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _bearer() -> str:
@@ -54,7 +47,7 @@ def authenticate() -> Principal:
     if hmac.compare_digest(key.encode(), settings.admin_api_key.get_secret_value().encode()):
         principal = Principal(tenant_id=None, key_id="admin")
     else:
-        doc = context.db()[API_KEYS].find_one({"keyHash": hash_key(key), "revokedAt": None}, {"tenantId": 1})
+        doc = apikeys.find_live(context.db(), key)
         if doc is None:
             raise Problem(401, "Invalid API key", headers={"WWW-Authenticate": 'Bearer realm="mwap"'})
         principal = Principal(tenant_id=doc["tenantId"], key_id=str(doc["_id"]))

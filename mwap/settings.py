@@ -7,6 +7,8 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mwap.crypto import KeyRing
+
 ENV_PREFIX = "MWAP_"
 
 
@@ -55,10 +57,12 @@ class Settings(BaseSettings):
 
     @field_validator("encryption_keys")
     @classmethod
-    def _key_ring_not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must name at least one key as kid:base64key")
+    def _key_ring_parses(cls, value: SecretStr) -> SecretStr:
+        KeyRing.parse(value.get_secret_value())  # KeyRingError (a ValueError) names the bad entry
         return value
+
+    def key_ring(self) -> KeyRing:
+        return KeyRing.parse(self.encryption_keys.get_secret_value())
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> Self:

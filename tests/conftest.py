@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from pymongo.database import Database
 
 from mwap.connections import mongo_db
+from mwap.indexes import ensure_indexes
 from mwap.settings import Settings
 from ops import processes
 from ops.processes import Child
@@ -74,7 +75,10 @@ def settings(stack_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def db(settings: Settings) -> Database:
-    return mongo_db(settings)
+    """The session's database, with every index created as `mwap db init` does."""
+    database = mongo_db(settings)
+    ensure_indexes(database, settings)
+    return database
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +106,8 @@ def client(app) -> FlaskClient:
 @pytest.fixture(scope="session")
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def ring(settings: Settings):
+    return settings.key_ring()

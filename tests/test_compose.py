@@ -42,7 +42,7 @@ def test_platform_services_share_one_image_and_the_settings(compose: dict) -> No
         service = compose["services"][name]
         assert service["build"] == ".", name
         env = service["environment"]
-        assert REQUIRED_SETTINGS <= set(env), f"{name} lacks {REQUIRED_SETTINGS - set(env)}"
+        assert set(env) >= REQUIRED_SETTINGS, f"{name} lacks {REQUIRED_SETTINGS - set(env)}"
         unknown = {
             key
             for key in env

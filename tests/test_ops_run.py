@@ -40,7 +40,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def ops_run(tmp_path: Path):  # noqa: ANN201 - yields (process, stack info)
+def ops_run(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWAP_")}
     env.update(MWAP_DATA_DIR=str(tmp_path), MWAP_API_PORT=str(free_port()), MWAP_FLOWER_PORT=str(free_port()))
     log = (tmp_path / "ops-run.out").open("wb")
@@ -61,7 +61,7 @@ def ops_run(tmp_path: Path):  # noqa: ANN201 - yields (process, stack info)
         log.close()
 
 
-def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:  # noqa: ANN001
+def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
     process, stack, data_dir = ops_run
     api, flower = stack["api"], stack["flower"]
     creds = json.loads((data_dir / "credentials.json").read_text())

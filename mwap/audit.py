@@ -1,0 +1,38 @@
+"""The audit trail: writes that matter append one ``auditLogs`` document."""
+
+from typing import Any
+
+from bson import ObjectId
+from pymongo.database import Database
+
+from mwap.ledger import now
+
+SYSTEM = {"type": "system", "id": "mwap"}
+
+
+def entry(
+    *,
+    tenant_id: str | None,
+    action: str,
+    target_type: str,
+    target_id: str,
+    actor: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An audit document, for callers that batch it with other writes."""
+    return {
+        "_id": ObjectId(),
+        "tenantId": tenant_id,
+        "actor": actor or SYSTEM,
+        "action": action,
+        "target": {"type": target_type, "id": target_id},
+        "details": details or {},
+        "createdAt": now(),
+    }
+
+
+def record(db: Database, **fields: Any) -> dict[str, Any]:
+    """Append one audit document (see ``entry`` for the fields) and return it."""
+    document = entry(**fields)
+    db["auditLogs"].insert_one(document)
+    return document

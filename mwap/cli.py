@@ -1,0 +1,318 @@
+"""The ``mwap`` command: operators' tools against the configured Redis and MongoDB.
+
+Every subcommand has ``--help``, prints JSON with ``--json``, and exits non-zero with a message on
+error. Settings come from the environment, as for every other process.
+"""
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from pymongo.database import Database
+
+from mwap import apikeys, indexes, registry, rotation
+from mwap.connections import mongo_db
+from mwap.settings import Settings, SettingsError, get_settings
+
+OPERATOR = {"type": "operator", "id": "mwap-cli"}
+
+
+class Context:
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    @property
+    def settings(self) -> Settings:
+        try:
+            return get_settings()
+        except SettingsError as error:
+            raise click.UsageError(str(error)) from None
+
+    @property
+    def db(self) -> Database:
+        return mongo_db(self.settings)
+
+    def emit(self, data: Any, text: str | Callable[[], str]) -> None:
+        """JSON with --json, else the human line(s)."""
+        if self.as_json:
+            click.echo(json.dumps(data, default=_json_default, indent=2))
+        else:
+            click.echo(text() if callable(text) else text)
+
+    def progress(self, message: str) -> None:
+        """Progress goes to stderr so that --json output stays parseable."""
+        click.echo(message, err=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@json_option
+@click.pass_context
+def main(ctx: click.Context, as_json: bool) -> None:
+    """Operate mwap-tasks: database, keys, jobs, queues, integrations."""
+    ctx.obj = Context(as_json)
+
+
+def _json_flag(command: Callable) -> Callable:
+    """Accept --json after the subcommand too (``mwap db init --json``)."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.find_object(Context).as_json = True
+        return value
+
+    return click.option(
+        "--json", "as_json_local", is_flag=True, expose_value=False, callback=callback, help="Print JSON."
+    )(command)
+
+
+# db ---------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database: indexes."""
+
+
+@db.command("init")
+@_json_flag
+@pass_ctx
+def db_init(ctx: Context) -> None:
+    """Create every index the platform needs (idempotent)."""
+    created = indexes.ensure_indexes(ctx.db, ctx.settings)
+    missing = indexes.missing_indexes(ctx.db, ctx.settings)
+    ctx.emit(
+        {"created": created, "missing": missing},
+        f"created {len(created)} indexes; {len(missing)} missing" + "".join(f"\n  + {n}" for n in created),
+    )
+    if missing:
+        sys.exit(1)
+
+
+# keys -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Tenant API keys and the encryption key ring."""
+
+
+@keys.command("create")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--name", default="", help="A label for the key.")
+@_json_flag
+@pass_ctx
+def keys_create(ctx: Context, tenant_id: str, name: str) -> None:
+    """Create a tenant API key. The key is shown once and stored only as a hash."""
+    try:
+        doc, key = apikeys.create(ctx.db, tenant_id, name=name, actor=OPERATOR)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    ctx.emit(
+        {"id": doc["_id"], "tenantId": tenant_id, "key": key},
+        f"{doc['_id']}  {key}\n(shown once; store it now)",
+    )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_json_flag
+@pass_ctx
+def keys_revoke(ctx: Context, key_id: str) -> None:
+    """Revoke a tenant API key by its id."""
+    doc = apikeys.revoke(ctx.db, key_id, actor=OPERATOR)
+    if doc is None:
+        raise click.ClickException(f"no live key {key_id}")
+    ctx.emit({"id": key_id, "revoked": True}, f"revoked {key_id}")
+
+
+@keys.command("list")
+@click.option("--tenant", "tenant_id", help="Only this tenant's keys.")
+@_json_flag
+@pass_ctx
+def keys_list(ctx: Context, tenant_id: str | None) -> None:
+    """List API keys (ids and prefixes, never the keys)."""
+    rows = apikeys.listing(ctx.db, tenant_id)
+    ctx.emit(
+        rows,
+        lambda: (
+            "\n".join(
+                f"{r['_id']}  {r['tenantId']}  {r['prefix']}…  {'revoked' if r.get('revokedAt') else 'live'}  {r.get('name', '')}"
+                for r in rows
+            )
+            or "no keys"
+        ),
+    )
+
+
+@keys.command("rotate")
+@click.option("--batch-size", default=200, show_default=True, type=click.IntRange(1, 10_000))
+@_json_flag
+@pass_ctx
+def keys_rotate(ctx: Context, batch_size: int) -> None:
+    """Re-encrypt every stored secret under the newest key of MWAP_ENCRYPTION_KEYS. Resumable."""
+    ring = ctx.settings.key_ring()
+    report = rotation.rotate(
+        ctx.db,
+        ring,
+        batch_size=batch_size,
+        progress=lambda collection, r: ctx.progress(
+            f"{collection}: scanned {r.scanned}, rotated {r.rotated_secrets} secrets"
+        ),
+    )
+    data = {
+        "primaryKey": ring.primary,
+        "scanned": report.scanned,
+        "rotatedDocuments": report.rotated_documents,
+        "rotatedSecrets": report.rotated_secrets,
+        "failures": report.failures,
+    }
+    ctx.emit(
+        data,
+        f"rotated {report.rotated_secrets} secrets in {report.rotated_documents} documents to key {ring.primary}"
+        + "".join(f"\n  ! {f['collection']}/{f['id']} {f['field']}: {f['error']}" for f in report.failures),
+    )
+    if report.failures:
+        sys.exit(1)
+
+
+@keys.command("generate")
+@click.option("--kid", required=True, help="Key id for the new key, e.g. k2.")
+def keys_generate(kid: str) -> None:
+    """Print a new ring entry (kid:base64key) to put first in MWAP_ENCRYPTION_KEYS."""
+    from mwap.crypto import KeyRing  # noqa: PLC0415 - only this command needs it
+
+    click.echo(f"{kid}:{KeyRing.generate_key()}")
+
+
+# registration -----------------------------------------------------------------------------------
+
+
+def _parse[M](model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate({k: v for k, v in data.items() if v is not None})  # type: ignore[attr-defined]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False)
+        )
+        raise click.BadParameter(problems) from None
+
+
+def _create(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return fn()
+    except (registry.ConflictError, registry.NotFoundError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants."""
+
+
+@tenants.command("add")
+@click.option("--id", "tenant_id")
+@click.option("--name", required=True)
+@click.option("--retention-days", type=int)
+@click.option("--max-projects", type=int)
+@_json_flag
+@pass_ctx
+def tenants_add(
+    ctx: Context, tenant_id: str | None, name: str, retention_days: int | None, max_projects: int | None
+) -> None:
+    """Register a tenant."""
+    tenant_settings = {
+        k: v for k, v in {"retentionDays": retention_days, "maxProjects": max_projects}.items() if v
+    }
+    body = _parse(registry.TenantCreate, {"id": tenant_id, "name": name, "settings": tenant_settings})
+    doc = _create(lambda: registry.create_tenant(ctx.db, body, actor=OPERATOR))
+    ctx.emit(doc, f"tenant {doc['_id']} created")
+
+
+@main.group()
+def providers() -> None:
+    """Cloud providers."""
+
+
+@providers.command("add")
+@click.option("--slug", required=True, type=click.Choice(["google-drive", "dropbox", "onedrive"]))
+@click.option("--name")
+@click.option("--auth-url", required=True)
+@click.option("--token-url", required=True)
+@click.option("--api-base-url", required=True)
+@click.option("--client-id", required=True)
+@click.option("--client-secret", envvar="MWAP_PROVIDER_CLIENT_SECRET", prompt=True, hide_input=True)
+@click.option("--scope", "scopes", multiple=True)
+@_json_flag
+@pass_ctx
+def providers_add(ctx: Context, **options: Any) -> None:
+    """Register a provider (the client secret is stored encrypted)."""
+    body = _parse(
+        registry.ProviderCreate,
+        {
+            "slug": options["slug"],
+            "name": options["name"],
+            "authUrl": options["auth_url"],
+            "tokenUrl": options["token_url"],
+            "clientId": options["client_id"],
+            "clientSecret": options["client_secret"],
+            "scopes": list(options["scopes"]),
+            "metadata": {"apiBaseUrl": options["api_base_url"]},
+        },
+    )
+    doc = _create(lambda: registry.create_provider(ctx.db, ctx.settings.key_ring(), body, actor=OPERATOR))
+    ctx.emit(registry.public_provider(doc), f"provider {doc['_id']} created")
+
+
+@main.group()
+def integrations() -> None:
+    """Tenants' cloud integrations."""
+
+
+@integrations.command("add")
+@click.option("--tenant", "tenant_id", required=True)
+@click.option(
+    "--provider", "provider_slug", required=True, type=click.Choice(["google-drive", "dropbox", "onedrive"])
+)
+@click.option("--access-token", envvar="MWAP_INTEGRATION_ACCESS_TOKEN", prompt=True, hide_input=True)
+@click.option("--refresh-token", envvar="MWAP_INTEGRATION_REFRESH_TOKEN", default=None)
+@click.option("--expires-at", required=True, help="ISO 8601 with time zone.")
+@click.option("--scope", default="")
+@click.option("--project", "project_ids", multiple=True)
+@click.option("--id", "integration_id")
+@_json_flag
+@pass_ctx
+def integrations_add(ctx: Context, **options: Any) -> None:
+    """Register an integration; its tokens are stored encrypted and never printed."""
+    body = _parse(
+        registry.IntegrationCreate,
+        {
+            "id": options["integration_id"],
+            "tenantId": options["tenant_id"],
+            "providerSlug": options["provider_slug"],
+            "accessToken": options["access_token"],
+            "refreshToken": options["refresh_token"],
+            "expiresAt": options["expires_at"],
+            "scope": options["scope"],
+            "projectIds": list(options["project_ids"]),
+        },
+    )
+    doc = _create(lambda: registry.create_integration(ctx.db, ctx.settings.key_ring(), body, actor=OPERATOR))
+    ctx.emit(registry.public_integration(doc), f"integration {doc['_id']} created")
+
+
+if __name__ == "__main__":
+    main()

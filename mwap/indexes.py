@@ -1,0 +1,165 @@
+"""Every index the platform relies on, created idempotently by ``mwap db init``.
+
+Names are explicit so that a check at start can say exactly which are missing, and so that a
+changed definition fails loudly (MongoDB refuses a different index under an existing name).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+
+from mwap.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DAY = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    collection: str
+    name: str
+    keys: list[tuple[str, int]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def indexes(settings: Settings) -> list[Index]:
+    """The index set for these settings (TTL lengths come from retention settings)."""
+    return [
+        # tenants and global reference data
+        Index("tenants", "status_1", [("status", ASCENDING), ("_id", ASCENDING)]),
+        Index("projectTypes", "name_unique", [("name", ASCENDING)], {"unique": True}),
+        Index("cloudProviders", "slug_unique", [("slug", ASCENDING)], {"unique": True}),
+        # projects
+        Index(
+            "projects", "tenant_name_unique", [("tenantId", ASCENDING), ("name", ASCENDING)], {"unique": True}
+        ),
+        Index(
+            "projects",
+            "tenant_integration",
+            [("tenantId", ASCENDING), ("integrations.integrationId", ASCENDING)],
+        ),
+        # integrations: tenant listing and the dispatchers' due-work queries
+        Index(
+            "cloudIntegrations",
+            "tenant_provider_account_unique",
+            [("tenantId", ASCENDING), ("providerId", ASCENDING), ("userInfo.id", ASCENDING)],
+            {"unique": True, "partialFilterExpression": {"userInfo.id": {"$type": "string"}}},
+        ),
+        Index("cloudIntegrations", "tenant_status", [("tenantId", ASCENDING), ("status", ASCENDING)]),
+        Index("cloudIntegrations", "due_health", [("status", ASCENDING), ("health.lastCheck", ASCENDING)]),
+        Index("cloudIntegrations", "due_refresh", [("status", ASCENDING), ("authData.expiresAt", ASCENDING)]),
+        Index(
+            "cloudIntegrations",
+            "due_refresh_idle",
+            [("status", ASCENDING), ("metadata.lastRefreshAt", ASCENDING)],
+        ),
+        Index("cloudIntegrations", "due_sync", [("status", ASCENDING), ("metadata.lastSyncAt", ASCENDING)]),
+        # virtual files
+        Index(
+            "virtualFiles",
+            "integration_file_unique",
+            [("integrationId", ASCENDING), ("providerFileId", ASCENDING)],
+            {"unique": True},
+        ),
+        Index(
+            "virtualFiles",
+            "tenant_integration_path",
+            [("tenantId", ASCENDING), ("integrationId", ASCENDING), ("path", ASCENDING)],
+        ),
+        Index("virtualFiles", "tenant_project", [("tenantId", ASCENDING), ("projectId", ASCENDING)]),
+        Index(
+            "virtualFiles",
+            "tenant_deleted",
+            [("tenantId", ASCENDING), ("deletedAt", ASCENDING)],
+            {"partialFilterExpression": {"deletedAt": {"$type": "date"}}},
+        ),
+        # audit
+        Index("auditLogs", "tenant_created", [("tenantId", ASCENDING), ("createdAt", DESCENDING)]),
+        # Backstop only: per-tenant retention (tenant.apply_retention) deletes sooner.
+        Index(
+            "auditLogs",
+            "created_ttl",
+            [("createdAt", ASCENDING)],
+            {"expireAfterSeconds": settings.audit_retention_days * DAY},
+        ),
+        # job ledger
+        Index(
+            "jobs",
+            "tenant_created",
+            [("tenantId", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)],
+        ),
+        Index(
+            "jobs",
+            "tenant_status_created",
+            [("tenantId", ASCENDING), ("status", ASCENDING), ("createdAt", DESCENDING)],
+        ),
+        Index(
+            "jobs",
+            "type_status_created",
+            [("type", ASCENDING), ("status", ASCENDING), ("createdAt", DESCENDING)],
+        ),
+        Index("jobs", "status_created", [("status", ASCENDING), ("createdAt", ASCENDING)]),
+        Index(
+            "jobs",
+            "finished_ttl",
+            [("finishedAt", ASCENDING)],
+            {"expireAfterSeconds": settings.job_retention_days * DAY},
+        ),
+        # usage and keys
+        Index(
+            "usageDaily", "tenant_day_unique", [("tenantId", ASCENDING), ("day", ASCENDING)], {"unique": True}
+        ),
+        Index("apiKeys", "key_hash_unique", [("keyHash", ASCENDING)], {"unique": True}),
+        Index("apiKeys", "tenant", [("tenantId", ASCENDING), ("createdAt", DESCENDING)]),
+    ]
+
+
+def ensure_indexes(db: Database, settings: Settings) -> list[str]:
+    """Create every missing index; returns the ``collection.name`` of those created."""
+    existing = _existing(db)
+    created = []
+    for index in indexes(settings):
+        present = existing.get(index.collection, {}).get(index.name)
+        ttl = index.options.get("expireAfterSeconds")
+        if present is not None:
+            if ttl is not None and present.get("expireAfterSeconds") != ttl:
+                # A changed retention setting: adjust the TTL in place instead of rebuilding.
+                db.command("collMod", index.collection, index={"name": index.name, "expireAfterSeconds": ttl})
+            continue
+        db[index.collection].create_index(index.keys, name=index.name, **index.options)
+        created.append(f"{index.collection}.{index.name}")
+    return created
+
+
+def missing_indexes(db: Database, settings: Settings) -> list[str]:
+    """``collection.name`` of every expected index that does not exist."""
+    existing = _existing(db)
+    return [
+        f"{index.collection}.{index.name}"
+        for index in indexes(settings)
+        if index.name not in existing.get(index.collection, {})
+    ]
+
+
+def _existing(db: Database) -> dict[str, dict[str, dict[str, Any]]]:
+    names = set(db.list_collection_names())
+    return {name: db[name].index_information() for name in names}
+
+
+def warn_if_missing(db: Database, settings: Settings, component: str) -> list[str]:
+    """Log which indexes are missing (run ``mwap db init``); never fails the caller."""
+    try:
+        missing = missing_indexes(db, settings)
+    except OperationFailure as error:  # pragma: no cover - reported, not fatal
+        logger.warning("%s could not check indexes: %s", component, error)
+        return []
+    if missing:
+        logger.warning(
+            "%s: %d indexes missing (run `mwap db init`): %s", component, len(missing), ", ".join(missing)
+        )
+    return missing

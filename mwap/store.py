@@ -1,0 +1,180 @@
+"""Tenant-scoped access to MongoDB: tenant data cannot be read or written without a tenant id.
+
+``Store(db).tenant(tid)`` hands out ``TenantCollection`` objects that add ``tenantId`` to every
+filter, stamp it on every inserted document, refuse a filter or update naming another tenant and
+start every aggregation with a ``$match`` on it. Cross-tenant work (the dispatchers' due-item
+queries) uses ``Store.unscoped`` by name, so it is visible in review.
+"""
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.cursor import Cursor
+from pymongo.database import Database
+from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+
+logger = logging.getLogger(__name__)
+
+TENANT_FIELD = "tenantId"
+TENANT_OWNED = frozenset(
+    {"projects", "cloudIntegrations", "virtualFiles", "auditLogs", "usageDaily", "apiKeys", "jobs"}
+)
+GLOBAL = frozenset({"tenants", "cloudProviders", "projectTypes"})
+# Stages that read other collections would step around the tenant filter.
+_FORBIDDEN_STAGES = frozenset({"$lookup", "$unionWith", "$graphLookup", "$out"})
+
+
+class TenantBoundaryError(ValueError):
+    """A query or write tried to reach outside its tenant."""
+
+
+class TenantCollection:
+    """One tenant's view of a tenant-owned collection."""
+
+    def __init__(self, collection: Collection, tenant_id: str) -> None:
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise TenantBoundaryError("a tenant id is required")
+        self.collection = collection
+        self.tenant_id = tenant_id
+
+    @property
+    def name(self) -> str:
+        return self.collection.name
+
+    def scoped(self, query: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``query`` with this tenant's id added; a different tenant id in it is an error."""
+        scoped = dict(query or {})
+        if TENANT_FIELD in scoped and scoped[TENANT_FIELD] != self.tenant_id:
+            raise TenantBoundaryError(f"query on {self.name} names another tenant")
+        scoped[TENANT_FIELD] = self.tenant_id
+        return scoped
+
+    def _check_update(self, update: Mapping[str, Any] | list) -> None:
+        stages = update if isinstance(update, list) else [update]
+        for stage in stages:
+            for operator, fields in stage.items():
+                if isinstance(fields, Mapping) and TENANT_FIELD in fields:
+                    if operator == "$setOnInsert" and fields[TENANT_FIELD] == self.tenant_id:
+                        continue
+                    raise TenantBoundaryError(f"an update on {self.name} may not change {TENANT_FIELD}")
+
+    def _stamp(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        stamped = dict(document)
+        if stamped.setdefault(TENANT_FIELD, self.tenant_id) != self.tenant_id:
+            raise TenantBoundaryError(f"document for {self.name} belongs to another tenant")
+        return stamped
+
+    # Reads
+    def find(self, query: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Cursor:
+        return self.collection.find(self.scoped(query), *args, **kwargs)
+
+    def find_one(self, query: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> dict | None:
+        return self.collection.find_one(self.scoped(query), *args, **kwargs)
+
+    def count_documents(self, query: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
+        return self.collection.count_documents(self.scoped(query), **kwargs)
+
+    def aggregate(self, pipeline: list[dict[str, Any]], **kwargs: Any) -> Any:
+        for stage in pipeline:
+            if _FORBIDDEN_STAGES & stage.keys():
+                raise TenantBoundaryError(
+                    f"{sorted(_FORBIDDEN_STAGES & stage.keys())} cannot be tenant-scoped"
+                )
+        return self.collection.aggregate([{"$match": {TENANT_FIELD: self.tenant_id}}, *pipeline], **kwargs)
+
+    # Writes
+    def insert_one(self, document: Mapping[str, Any], **kwargs: Any) -> InsertOneResult:
+        return self.collection.insert_one(self._stamp(document), **kwargs)
+
+    def insert_many(self, documents: Iterable[Mapping[str, Any]], **kwargs: Any) -> InsertManyResult:
+        return self.collection.insert_many([self._stamp(d) for d in documents], **kwargs)
+
+    def update_one(self, query: Mapping[str, Any], update: Any, **kwargs: Any) -> UpdateResult:
+        self._check_update(update)
+        return self.collection.update_one(self.scoped(query), update, **kwargs)
+
+    def update_many(self, query: Mapping[str, Any], update: Any, **kwargs: Any) -> UpdateResult:
+        self._check_update(update)
+        return self.collection.update_many(self.scoped(query), update, **kwargs)
+
+    def find_one_and_update(self, query: Mapping[str, Any], update: Any, **kwargs: Any) -> dict | None:
+        self._check_update(update)
+        return self.collection.find_one_and_update(self.scoped(query), update, **kwargs)
+
+    def delete_one(self, query: Mapping[str, Any], **kwargs: Any) -> DeleteResult:
+        return self.collection.delete_one(self.scoped(query), **kwargs)
+
+    def delete_many(self, query: Mapping[str, Any], **kwargs: Any) -> DeleteResult:
+        return self.collection.delete_many(self.scoped(query), **kwargs)
+
+    def bulk_update(
+        self, operations: Iterable[tuple[Mapping[str, Any], Any, bool]], *, ordered: bool = False
+    ) -> BulkWriteResult | None:
+        """Unordered bulk of (query, update, upsert) in one round trip; None when empty."""
+        requests = []
+        for query, update, upsert in operations:
+            self._check_update(update)
+            requests.append(UpdateOne(self.scoped(query), update, upsert=upsert))
+        if not requests:
+            return None
+        return self.collection.bulk_write(requests, ordered=ordered)
+
+
+class TenantScope:
+    """Every tenant-owned collection of one tenant."""
+
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+
+    def __getitem__(self, name: str) -> TenantCollection:
+        if name not in TENANT_OWNED:
+            raise KeyError(f"{name} is not a tenant-owned collection")
+        return TenantCollection(self.db[name], self.tenant_id)
+
+    @property
+    def tenant(self) -> dict | None:
+        return self.db["tenants"].find_one({"_id": self.tenant_id})
+
+
+class Store:
+    """The entry point: tenant scopes, global collections, and named unscoped access."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def tenant(self, tenant_id: str) -> TenantScope:
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise TenantBoundaryError("a tenant id is required")
+        return TenantScope(self.db, tenant_id)
+
+    def global_collection(self, name: str) -> Collection:
+        if name not in GLOBAL:
+            raise KeyError(f"{name} is tenant-owned: use Store.tenant(...)[{name!r}]")
+        return self.db[name]
+
+    def unscoped(self, name: str) -> Collection:
+        """Cross-tenant access for dispatchers and operators' tools only."""
+        return self.db[name]
+
+
+def valid_documents[M: BaseModel](
+    model: type[M], documents: Iterable[Mapping[str, Any]], *, collection: str
+) -> Iterator[M]:
+    """The documents that validate as ``model``; each one that does not is logged with its ids and skipped."""
+    for document in documents:
+        try:
+            yield model.model_validate(document)
+        except ValidationError as error:
+            fields = sorted({".".join(str(p) for p in e["loc"]) for e in error.errors()})
+            logger.warning(
+                "skipping invalid %s document _id=%s tenantId=%s: bad fields %s",
+                collection,
+                document.get("_id"),
+                document.get(TENANT_FIELD),
+                fields,
+            )
