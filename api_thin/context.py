@@ -23,3 +23,8 @@ def redis() -> Redis:
 
 def producer() -> Celery:
     return current_app.extensions["mwap_celery"]
+
+
+def publish(task_name: str, job_id: str, queue: str, headers: dict[str, str]) -> None:
+    """Send one job by name: its id is the only argument and the Celery task id."""
+    producer().send_task(task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers)

@@ -5,10 +5,11 @@ other to do so.
 """
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Queue(StrEnum):
@@ -26,7 +27,7 @@ class Scope(StrEnum):
 class Params(BaseModel):
     """Base of every job's params: unknown fields are an error, not silently dropped."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class EchoParams(Params):
@@ -36,6 +37,37 @@ class EchoParams(Params):
     fail_times: int = Field(default=0, ge=0, le=5, alias="failTimes")
     fail: bool = False
     sleep_seconds: float = Field(default=0, ge=0, le=30, alias="sleepSeconds")
+
+
+class NoParams(Params):
+    """Jobs that take no parameters."""
+
+
+class RefreshParams(Params):
+    force: bool = False  # refresh even when the token is not close to expiry
+
+
+class SyncParams(Params):
+    full: bool = False  # relist everything instead of following the saved cursor
+
+
+class AggregateParams(Params):
+    """Days to roll up (UTC dates); default: yesterday and today."""
+
+    start: date | None = Field(default=None, alias="from")
+    end: date | None = Field(default=None, alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError("from must not be after to")
+        if self.start and self.end and (self.end - self.start).days > 366:
+            raise ValueError("at most 366 days per job")
+        return self
+
+
+class RetentionParams(Params):
+    dry_run: bool = Field(default=False, alias="dryRun")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +80,7 @@ class JobType:
 
     def validate_params(self, raw: dict[str, Any] | None) -> dict[str, Any]:
         """Params checked against the type's model, returned in their stored (alias) form."""
-        return self.params.model_validate(raw or {}).model_dump(by_alias=True)
+        return self.params.model_validate(raw or {}).model_dump(mode="json", by_alias=True)
 
 
 JOB_TYPES: dict[str, JobType] = {
@@ -60,6 +92,41 @@ JOB_TYPES: dict[str, JobType] = {
             Queue.DEFAULT,
             EchoParams,
             "Echo a message back; can be told to fail or retry. For smoke tests and operators.",
+        ),
+        JobType(
+            "integration.health_check",
+            Scope.INTEGRATION,
+            Queue.DEFAULT,
+            NoParams,
+            "Cheap authenticated provider call; updates the integration's health.",
+        ),
+        JobType(
+            "integration.refresh_token",
+            Scope.INTEGRATION,
+            Queue.DEFAULT,
+            RefreshParams,
+            "OAuth refresh_token grant; stores the new tokens encrypted.",
+        ),
+        JobType(
+            "integration.sync_files",
+            Scope.INTEGRATION,
+            Queue.SYNC,
+            SyncParams,
+            "Incremental listing of the provider account into virtualFiles.",
+        ),
+        JobType(
+            "tenant.aggregate_usage",
+            Scope.TENANT,
+            Queue.MAINTENANCE,
+            AggregateParams,
+            "Daily usage rollups into usageDaily.",
+        ),
+        JobType(
+            "tenant.apply_retention",
+            Scope.TENANT,
+            Queue.MAINTENANCE,
+            RetentionParams,
+            "Deletes what is past the tenant's retention.",
         ),
     )
 }

@@ -8,8 +8,8 @@ from typing import Any
 from celery import Task
 from pymongo.database import Database
 
-from mwap import ledger
-from mwap.connections import mongo_db
+from mwap import leases, ledger
+from mwap.connections import mongo_db, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class Job:
     params: dict[str, Any]
     attempts: int
     created_at: datetime
+    lease_key: str | None = None
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> "Job":
@@ -39,6 +40,7 @@ class Job:
             params=doc.get("params") or {},
             attempts=doc["attempts"],
             created_at=doc["createdAt"],
+            lease_key=doc.get("leaseKey"),
         )
 
 
@@ -69,6 +71,7 @@ class JobTask(Task):
             return None
         request.mwap_skip = False
         request.mwap_started_at = doc["startedAt"]
+        request.mwap_lease_key = doc.get("leaseKey")
         unfinished = doc["attempts"] - 1 - len(doc.get("retries") or [])
         if unfinished > MAX_UNFINISHED_DELIVERIES:
             raise PoisonJobError(
@@ -79,10 +82,17 @@ class JobTask(Task):
     def _started_at(self) -> datetime | None:
         return getattr(self.request, "mwap_started_at", None)
 
+    def _release_lease(self, job_id: str) -> None:
+        """The job is final: free its (type, subject) lease so the next run can be enqueued."""
+        lease_key = getattr(self.request, "mwap_lease_key", None)
+        if lease_key:
+            leases.release(redis_client(self.app.mwap_settings), lease_key, job_id)
+
     def on_success(self, retval: Any, task_id: str, args: tuple, kwargs: dict) -> None:
         if getattr(self.request, "mwap_skip", False):
             return
         ledger.succeed(self.db(), args[0], retval, started_at=self._started_at())
+        self._release_lease(args[0])
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         ledger.retrying(self.db(), args[0], ledger.error_summary(exc))
@@ -91,3 +101,4 @@ class JobTask(Task):
         if not args:
             return
         ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=self._started_at())
+        self._release_lease(args[0])

@@ -1,0 +1,136 @@
+"""Creating jobs: the one path used by the API and by the dispatchers.
+
+For each request: take the job's lease (at most one open job per type and subject), write the
+ledger documents in one ``insert_many``, then publish one message per job carrying only its id.
+A request whose lease is held gets the job that holds it instead of a new one.
+"""
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.database import Database
+from redis import Redis
+
+from mwap import leases, ledger
+from mwap.jobtypes import JOB_TYPES, Scope
+
+# Publishes one job: (task name, job id, queue, headers).
+Publisher = Callable[[str, str, str, dict[str, str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    type: str
+    tenant_id: str | None
+    subject: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def lease_key(self) -> str | None:
+        scope = JOB_TYPES[self.type].scope
+        if scope is Scope.INTEGRATION:
+            return leases.key(self.type, self.subject["integrationId"])
+        if scope is Scope.TENANT:
+            return leases.key(self.type, self.subject["tenantId"])
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    job: dict[str, Any]
+    created: bool  # False: an open job of the same type and subject already existed
+
+
+def enqueue(
+    db: Database,
+    redis: Redis,
+    publish: Publisher,
+    requests: Sequence[JobRequest],
+    *,
+    lease_ttl: int,
+) -> list[Enqueued]:
+    """Create (or find the open twin of) each requested job; results in request order."""
+    drafts = [
+        ledger.new_job(
+            r.type,
+            tenant_id=r.tenant_id,
+            subject=r.subject,
+            params=r.params,
+            queue=JOB_TYPES[r.type].queue.value,
+            request_id=r.request_id,
+        )
+        for r in requests
+    ]
+    for draft, request in zip(drafts, requests, strict=True):
+        if request.lease_key:
+            draft["leaseKey"] = request.lease_key
+        if request.idempotency_key:
+            draft["idempotencyKey"] = request.idempotency_key
+
+    leased = [(i, r.lease_key) for i, r in enumerate(requests) if r.lease_key]
+    taken = leases.acquire_many(redis, [(k, drafts[i]["_id"]) for i, k in leased], lease_ttl)
+    existing: dict[int, str] = {}  # request index -> job id holding its lease
+    blocked = [(i, k) for (i, k), ok in zip(leased, taken, strict=True) if not ok]
+    if blocked:
+        holder_ids = leases.holders(redis, [k for _, k in blocked])
+        open_jobs = {
+            doc["_id"]: doc
+            for doc in db[ledger.COLLECTION].find(
+                {"_id": {"$in": [h for h in holder_ids if h]}, "status": {"$in": ledger.OPEN}}
+            )
+        }
+        for (i, lease_key), holder in zip(blocked, holder_ids, strict=True):
+            if holder in open_jobs:
+                existing[i] = holder
+            elif not leases.take_over(redis, lease_key, holder or "", drafts[i]["_id"], lease_ttl):
+                # Someone else took it between our reads: their job is the open one.
+                existing[i] = leases.holders(redis, [lease_key])[0] or ""
+        found = {
+            doc["_id"]: doc
+            for doc in db[ledger.COLLECTION].find({"_id": {"$in": list(set(existing.values()))}})
+        }
+    else:
+        found = {}
+
+    new = [draft for i, draft in enumerate(drafts) if i not in existing]
+    if new:
+        try:
+            db[ledger.COLLECTION].insert_many(new, ordered=False)
+        except Exception:
+            for draft in new:
+                if "leaseKey" in draft:
+                    leases.release(redis, draft["leaseKey"], draft["_id"])
+            raise
+        # Publish only after the ledger write: the worker must find the document it is sent.
+        for n, draft in enumerate(new):
+            headers = {"requestId": draft["requestId"]} if draft.get("requestId") else {}
+            try:
+                publish(draft["type"], draft["_id"], draft["queue"], headers)
+            except Exception as error:
+                _abandon(db, redis, new[n:], error)
+                raise
+
+    results = []
+    for i, draft in enumerate(drafts):
+        if i in existing:
+            results.append(Enqueued(found.get(existing[i]) or draft, created=False))
+        else:
+            results.append(Enqueued(draft, created=True))
+    return results
+
+
+def _abandon(db: Database, redis: Redis, drafts: list[dict[str, Any]], error: Exception) -> None:
+    """Jobs that could not be published are failed (the caller answers 503) and their leases freed."""
+    for draft in drafts:
+        ledger.fail(
+            db,
+            draft["_id"],
+            {"type": "NotEnqueued", "message": f"broker unavailable: {type(error).__name__}"},
+        )
+        if "leaseKey" in draft:
+            with contextlib.suppress(Exception):  # the broker being down is why we are here
+                leases.release(redis, draft["leaseKey"], draft["_id"])
