@@ -71,30 +71,7 @@ def enqueue(
         if request.idempotency_key:
             draft["idempotencyKey"] = request.idempotency_key
 
-    leased = [(i, r.lease_key) for i, r in enumerate(requests) if r.lease_key]
-    taken = leases.acquire_many(redis, [(k, drafts[i]["_id"]) for i, k in leased], lease_ttl)
-    existing: dict[int, str] = {}  # request index -> job id holding its lease
-    blocked = [(i, k) for (i, k), ok in zip(leased, taken, strict=True) if not ok]
-    if blocked:
-        holder_ids = leases.holders(redis, [k for _, k in blocked])
-        open_jobs = {
-            doc["_id"]: doc
-            for doc in db[ledger.COLLECTION].find(
-                {"_id": {"$in": [h for h in holder_ids if h]}, "status": {"$in": ledger.OPEN}}
-            )
-        }
-        for (i, lease_key), holder in zip(blocked, holder_ids, strict=True):
-            if holder in open_jobs:
-                existing[i] = holder
-            elif not leases.take_over(redis, lease_key, holder or "", drafts[i]["_id"], lease_ttl):
-                # Someone else took it between our reads: their job is the open one.
-                existing[i] = leases.holders(redis, [lease_key])[0] or ""
-        found = {
-            doc["_id"]: doc
-            for doc in db[ledger.COLLECTION].find({"_id": {"$in": list(set(existing.values()))}})
-        }
-    else:
-        found = {}
+    existing, found = _claim_leases(db, redis, requests, drafts, lease_ttl)
 
     new = [draft for i, draft in enumerate(drafts) if i not in existing]
     if new:
@@ -121,6 +98,38 @@ def enqueue(
         else:
             results.append(Enqueued(draft, created=True))
     return results
+
+
+def _claim_leases(
+    db: Database, redis: Redis, requests: Sequence[JobRequest], drafts: list[dict[str, Any]], lease_ttl: int
+) -> tuple[dict[int, str], dict[str, dict[str, Any]]]:
+    """Take each request's lease for its draft; returns {request index: open job id} for the
+    requests whose lease another open job holds, and those jobs' documents."""
+    leased = [(i, r.lease_key) for i, r in enumerate(requests) if r.lease_key]
+    taken = leases.acquire_many(redis, [(k, drafts[i]["_id"]) for i, k in leased], lease_ttl)
+    existing: dict[int, str] = {}  # request index -> job id holding its lease
+    blocked = [(i, k) for (i, k), ok in zip(leased, taken, strict=True) if not ok]
+    if blocked:
+        holder_ids = leases.holders(redis, [k for _, k in blocked])
+        open_jobs = {
+            doc["_id"]: doc
+            for doc in db[ledger.COLLECTION].find(
+                {"_id": {"$in": [h for h in holder_ids if h]}, "status": {"$in": ledger.OPEN}}
+            )
+        }
+        for (i, lease_key), holder in zip(blocked, holder_ids, strict=True):
+            if holder in open_jobs:
+                existing[i] = holder
+            elif not leases.take_over(redis, lease_key, holder or "", drafts[i]["_id"], lease_ttl):
+                # Someone else took it between our reads: their job is the open one.
+                existing[i] = leases.holders(redis, [lease_key])[0] or ""
+        found = {
+            doc["_id"]: doc
+            for doc in db[ledger.COLLECTION].find({"_id": {"$in": list(set(existing.values()))}})
+        }
+    else:
+        found = {}
+    return existing, found
 
 
 def _abandon(db: Database, redis: Redis, drafts: list[dict[str, Any]], error: Exception) -> None:
