@@ -9,7 +9,13 @@ from typing import Any
 from mwap.settings import Settings
 
 # Dispatcher task name -> the Settings field holding its interval in seconds.
-DISPATCHERS: dict[str, str] = {}
+DISPATCHERS: dict[str, str] = {
+    "dispatch.integration.health_check": "health_check_interval",
+    "dispatch.integration.refresh_token": "token_refresh_interval",
+    "dispatch.integration.sync_files": "sync_interval",
+    "dispatch.tenant.aggregate_usage": "usage_aggregation_interval",
+    "dispatch.tenant.apply_retention": "retention_interval",
+}
 
 
 def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from api_thin import health, jobs, problems
+from api_thin import observability, problems, routes
 from mwap.settings import Settings, load_or_exit
 from worker.app import create_celery_app
 
@@ -22,6 +22,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     # A producer-only Celery app: the API sends tasks by name and imports no task module.
     app.extensions["mwap_celery"] = create_celery_app(settings, include_tasks=False)
     problems.install(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(jobs.bp)
+    observability.install(app)
+    routes.install(app)
     return app

@@ -17,5 +17,5 @@ limit_request_fields = 100
 accesslog = "-"
 access_log_format = (
     '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,'
-    '"bytes":%(B)s,"durationMs":%(M)s,"requestId":"%({x-request-id}i)s"}'
+    '"bytes":%(B)s,"durationMs":%(M)s,"requestId":"%({x-request-id}o)s"}'
 )

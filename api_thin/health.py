@@ -1,20 +1,16 @@
 """Liveness and readiness."""
 
-from flask import Blueprint, Response, jsonify
-
 from api_thin import context
+from api_thin.routing import Call, Reply
+from api_thin.schemas import HealthOut, ReadyOut
 
-bp = Blueprint("health", __name__)
 
-
-@bp.get("/health")
-def health() -> Response:
+def health(_call: Call) -> Reply:
     """The process is alive and serving; checks nothing else."""
-    return jsonify(status="ok")
+    return Reply(200, HealthOut(status="ok"))
 
 
-@bp.get("/ready")
-def ready() -> tuple[Response, int, dict[str, str]] | Response:
+def ready(_call: Call) -> Reply:
     """200 when Redis and MongoDB both answer, else 503 naming what is down."""
     checks: dict[str, str] = {}
     try:
@@ -28,5 +24,5 @@ def ready() -> tuple[Response, int, dict[str, str]] | Response:
     except Exception as error:  # noqa: BLE001 - as above
         checks["mongo"] = f"unavailable: {type(error).__name__}"
     if all(value == "ok" for value in checks.values()):
-        return jsonify(status="ready", checks=checks)
-    return jsonify(status="unavailable", checks=checks), 503, {"Retry-After": "5"}
+        return Reply(200, ReadyOut(status="ready", checks=checks))
+    return Reply(503, ReadyOut(status="unavailable", checks=checks), {"Retry-After": "5"})

@@ -133,5 +133,8 @@ JOB_TYPES: dict[str, JobType] = {
 
 
 def routes() -> dict[str, dict[str, str]]:
-    """Celery ``task_routes``: each job type to its queue."""
-    return {name: {"queue": jt.queue.value} for name, jt in JOB_TYPES.items()}
+    """Celery ``task_routes``: each job type to its queue; the dispatchers to ``maintenance``."""
+    table: dict[str, dict[str, str]] = {name: {"queue": jt.queue.value} for name, jt in JOB_TYPES.items()}
+    table["dispatch.*"] = {"queue": Queue.MAINTENANCE.value}
+    table["system.reconcile"] = {"queue": Queue.MAINTENANCE.value}
+    return table

@@ -74,3 +74,30 @@ def release(redis: Redis, lease_key: str, owner: str) -> bool:
 
 def extend(redis: Redis, lease_key: str, owner: str, ttl: int) -> bool:
     return bool(redis.eval(_EXTEND, 1, lease_key, owner, ttl))
+
+
+# Counting semaphore: a sorted set of holders scored by expiry, so a dead holder's slot frees itself.
+_SLOT_ACQUIRE = """
+local now = tonumber(ARGV[3])
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+if redis.call('zscore', KEYS[1], ARGV[1]) or redis.call('zcard', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('zadd', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
+  redis.call('expire', KEYS[1], tonumber(ARGV[4]))
+  return 1
+end
+return 0
+"""
+
+
+def slot_key(kind: str, subject: str) -> str:
+    return f"mwap:slots:{kind}:{subject}"
+
+
+def acquire_slot(redis: Redis, slots_key: str, holder: str, *, limit: int, ttl: int) -> bool:
+    """Take one of ``limit`` slots for ``holder`` (re-entrant) for at most ``ttl`` seconds."""
+    now = redis.time()
+    return bool(redis.eval(_SLOT_ACQUIRE, 1, slots_key, holder, limit, now[0] + now[1] / 1e6, ttl))
+
+
+def release_slot(redis: Redis, slots_key: str, holder: str) -> None:
+    redis.zrem(slots_key, holder)

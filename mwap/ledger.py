@@ -119,6 +119,14 @@ def retrying(db: Database, job_id: str, error: dict[str, Any]) -> None:
     )
 
 
+def defer(db: Database, job_id: str) -> None:
+    """Put a started job back to queued without counting the attempt (it never ran its body)."""
+    db[COLLECTION].update_one(
+        {"_id": job_id, "status": Status.RUNNING.value},
+        {"$set": {"status": Status.QUEUED.value, "startedAt": None}, "$inc": {"attempts": -1, "deferrals": 1}},
+    )
+
+
 def get(db: Database, job_id: str, *, tenant_id: str | None) -> dict[str, Any] | None:
     """A job by id; with a tenant id, only that tenant's job (None for another tenant's)."""
     query: dict[str, Any] = {"_id": job_id}

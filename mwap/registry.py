@@ -97,12 +97,11 @@ def create_tenant(db: Database, body: TenantCreate, *, actor: dict[str, str]) ->
     return doc
 
 
-def create_provider(
-    db: Database, ring: KeyRing, body: ProviderCreate, *, actor: dict[str, str]
-) -> dict[str, Any]:
+def provider_document(ring: KeyRing, body: ProviderCreate) -> dict[str, Any]:
+    """The ``cloudProviders`` document for ``body``, its client secret encrypted."""
     created = now()
     provider_id = body.id or body.slug.value
-    doc = {
+    return {
         "_id": provider_id,
         "slug": body.slug.value,
         "name": body.name or body.slug.value,
@@ -116,18 +115,15 @@ def create_provider(
         "createdAt": created,
         "updatedAt": created,
     }
+
+
+def create_provider(db: Database, ring: KeyRing, body: ProviderCreate, *, actor: dict[str, str]) -> dict[str, Any]:
+    doc = provider_document(ring, body)
     try:
         db["cloudProviders"].insert_one(doc)
     except DuplicateKeyError:
-        raise ConflictError(f"a provider with id {provider_id} or slug {body.slug.value} exists") from None
-    audit.record(
-        db,
-        tenant_id=None,
-        action="provider.created",
-        target_type="provider",
-        target_id=provider_id,
-        actor=actor,
-    )
+        raise ConflictError(f"a provider with id {doc['_id']} or slug {doc['slug']} exists") from None
+    audit.record(db, tenant_id=None, action="provider.created", target_type="provider", target_id=doc["_id"], actor=actor)
     return doc
 
 
@@ -156,6 +152,7 @@ def create_integration(
 
     doc = {
         "_id": integration_id,
+        "tenantId": body.tenant_id,
         "providerId": provider["_id"],
         "providerSlug": body.provider_slug.value,
         "name": body.name or f"{provider['name']} ({body.user_info.get('email', integration_id)})",

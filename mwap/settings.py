@@ -47,6 +47,21 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=365, ge=1)
     deleted_file_grace_days: int = Field(default=30, ge=1)
 
+    # Job behaviour.
+    tenant_max_running_jobs: int = Field(default=8, ge=1, le=1000)  # fairness across tenants
+    health_unhealthy_after: int = Field(default=3, ge=1)  # consecutive failures: degraded -> unhealthy
+    breaker_fail_max: int = Field(default=5, ge=1)  # provider-wide consecutive failures that open it
+    breaker_reset_timeout: int = Field(default=60, ge=1)  # seconds open before a trial call
+    refresh_wait: float = Field(default=10.0, gt=0)  # seconds a job waits for another's refresh
+    refresh_cooldown: int = Field(default=600, ge=0)  # after a failed automatic refresh
+    sync_time_budget: int = Field(default=120, ge=5)  # a sync run stops at a checkpoint after this
+    dispatch_chunk_size: int = Field(default=500, ge=1, le=10_000)
+    provider_connect_timeout: float = Field(default=3.05, gt=0)
+    provider_read_timeout: float = Field(default=20.0, gt=0)
+    provider_max_inline_wait: float = Field(default=5.0, ge=0)  # longer Retry-After: re-enqueue
+    beat_lock_timeout: int = Field(default=30, ge=5)  # leader lease; a standby takes over after it
+    stale_job_after: int = Field(default=1800, ge=60)  # reconciler: open jobs older than this
+
     # Task execution, seconds. The broker's visibility timeout must outlast the longest task,
     # or Redis hands a still-running job to a second worker.
     task_soft_time_limit: int = Field(default=240, ge=1)

@@ -239,3 +239,20 @@ def start_flower(*, env: Mapping[str, str], log_dir: Path | None, port: int, bas
     child = spawn("flower", argv, env={**env, "FLOWER_BASIC_AUTH": basic_auth}, log_dir=log_dir)
     await_ready(child, lambda: tcp_open(port), timeout=60)
     return child
+
+
+def start_fake_providers(
+    port: int, *, env: Mapping[str, str], log_dir: Path | None, extra: list[str] | None = None
+) -> Child:
+    """The fake Google Drive / Dropbox / Graph server on 127.0.0.1:port."""
+    argv = [PYTHON, "-m", "ops.fake_providers", "--host", "127.0.0.1", "--port", str(port), *(extra or [])]
+    child = spawn("fake-providers", argv, env=env, log_dir=log_dir)
+    await_ready(child, lambda: _http_ok(f"http://127.0.0.1:{port}/_control/health"), timeout=30)
+    return child
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request  # noqa: PLC0415 - only the readiness probe needs it
+
+    with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
+        return response.status == 200

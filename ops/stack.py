@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mwap.metrics import reset_multiprocess_dir
 from ops import processes
 from ops.processes import Child
 
@@ -73,6 +74,8 @@ class Stack:
         flower = creds["flower"]
         env.setdefault("MWAP_FLOWER_BASIC_AUTH", f"{flower['user']}:{flower['password']}")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # Multiprocess metrics shared by the API, workers and beat; stale files would be summed in.
+        reset_multiprocess_dir(Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.data_dir / "metrics"))))
         api_port = int(env.setdefault("MWAP_API_PORT", "8000"))
         flower_port = int(env.setdefault("MWAP_FLOWER_PORT", "5555"))
 

@@ -6,14 +6,17 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import factories
 import pytest
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
-from mwap.connections import mongo_db
+from mwap.connections import mongo_db, redis_client
 from mwap.indexes import ensure_indexes
+from mwap.metrics import reset_multiprocess_dir
 from mwap.settings import Settings
 from ops import processes
+from ops.fake_providers.control import FakeProviders
 from ops.processes import Child
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
@@ -53,7 +56,7 @@ def mongo_url(log_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stack_env(redis_url: str, mongo_url: str) -> dict[str, str]:
+def stack_env(redis_url: str, mongo_url: str, run_dir: Path) -> dict[str, str]:
     """The environment every platform process of the test session runs with."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWAP_")}
     env.update(
@@ -63,6 +66,7 @@ def stack_env(redis_url: str, mongo_url: str) -> dict[str, str]:
         MWAP_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
         MWAP_ADMIN_API_KEY=ADMIN_KEY,
         PYTHONUNBUFFERED="1",
+        PROMETHEUS_MULTIPROC_DIR=str(reset_multiprocess_dir(run_dir / "metrics")),
     )
     return env
 
@@ -111,3 +115,28 @@ def admin_headers() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def ring(settings: Settings):
     return settings.key_ring()
+
+
+@pytest.fixture(scope="session")
+def fake(log_dir: Path, db: Database, ring) -> Iterator[FakeProviders]:
+    """The fake providers as a real subprocess, registered as the three cloudProviders."""
+    port = processes.free_port()
+    child = processes.start_fake_providers(port, env=os.environ, log_dir=log_dir)
+    control = FakeProviders(f"http://127.0.0.1:{port}")
+    for document in control.provider_documents():
+        factories.point_provider_at(db, ring, document)
+    yield control
+    control.close()
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings, db: Database, ring):
+    from worker.base import Services  # noqa: PLC0415
+
+    return Services(settings, db, redis_client(settings), ring)
+
+
+@pytest.fixture
+def tenant_id(db: Database) -> str:
+    return factories.tenant(db)["_id"]

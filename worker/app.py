@@ -6,8 +6,17 @@ from kombu import Queue as KombuQueue
 import beat_schedule
 from mwap import jobtypes
 from mwap.settings import Settings
+from worker import signals
 
-TASK_MODULES = ["tasks.system"]
+TASK_MODULES = [
+    "tasks.system",
+    "tasks.health",
+    "tasks.tokens",
+    "tasks.sync",
+    "tasks.analytics",
+    "tasks.retention",
+    "tasks.dispatch",
+]
 
 
 def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
@@ -53,5 +62,13 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
         timezone="UTC",
         worker_hijack_root_logger=False,
         beat_schedule=beat_schedule.build_schedule(settings),
+        # One active scheduler across hosts: RedBeat keeps the schedule's state and a leader lock
+        # in Redis; a standby beat takes over once the leader's lock expires.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix="mwap:redbeat:",
+        redbeat_lock_timeout=settings.beat_lock_timeout,
+        beat_max_loop_interval=max(1, settings.beat_lock_timeout // 5),
     )
+    signals.install(app, worker=include_tasks)  # logs, metrics, Sentry; producers only stamp messages
     return app

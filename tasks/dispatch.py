@@ -1,0 +1,135 @@
+"""The dispatchers beat runs: each finds its due items with one indexed query and enqueues jobs.
+
+The query streams (pymongo fetches it in batches); each chunk of due items becomes one Redis
+pipeline of lease claims, one ``insert_many`` of ledger documents and one message per new job.
+An item whose job is still queued or running holds its lease and is skipped, so the cost of a
+dispatch grows with the due items, not with all items.
+"""
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from itertools import batched
+from typing import Any
+
+from celery import shared_task
+
+from mwap.enqueue import JobRequest, enqueue
+from mwap.ledger import now
+from mwap.store import Store
+from worker.base import Services, services_of
+
+logger = logging.getLogger(__name__)
+
+
+def _due_or_never(field: str, cutoff: object) -> dict[str, Any]:
+    return {"$or": [{field: None}, {field: {"$lt": cutoff}}]}
+
+
+def due_integrations(services: Services, job_type: str) -> dict[str, Any]:
+    """The indexed query of integrations due for ``job_type`` now."""
+    settings = services.settings
+    moment = now()
+    if job_type == "integration.health_check":
+        cutoff = moment - timedelta(seconds=settings.health_check_interval)
+        return {"status": "active", **_due_or_never("health.lastCheck", cutoff)}
+    if job_type == "integration.sync_files":
+        cutoff = moment - timedelta(seconds=settings.sync_interval)
+        return {"status": "active", **_due_or_never("metadata.lastSyncAt", cutoff)}
+    if job_type == "integration.refresh_token":
+        expiring = moment + timedelta(seconds=settings.token_refresh_lookahead)
+        idle = moment - timedelta(seconds=settings.token_refresh_max_age)
+        return {
+            "status": "active",
+            "authData.refreshToken": {"$type": "string"},
+            "$or": [
+                {"authData.expiresAt": {"$lt": expiring}},
+                {"metadata.lastRefreshAt": None},
+                {"metadata.lastRefreshAt": {"$lt": idle}},
+            ],
+            # Residual filter on the few due ones: a failing refresh waits out its cooldown.
+            "metadata.refreshCooldownUntil": {"$not": {"$gt": moment}},
+        }
+    raise ValueError(f"no due query for {job_type}")
+
+
+def _publisher(app: Any) -> Any:
+    def publish(task_name: str, job_id: str, queue: str, headers: dict[str, str]) -> None:
+        app.send_task(task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers)
+
+    return publish
+
+
+def dispatch(
+    services: Services, app: Any, job_type: str, items: Iterable[dict[str, Any]], subject: str
+) -> dict[str, int]:
+    """Enqueue ``job_type`` for each item (``_id`` and ``tenantId``), chunk by chunk."""
+    settings = services.settings
+    publish = _publisher(app)
+    due = created = 0
+    for chunk in batched(items, settings.dispatch_chunk_size, strict=False):
+        requests = []
+        for item in chunk:
+            tenant_id = item["tenantId"] if subject == "integrationId" else item["_id"]
+            if not isinstance(tenant_id, str):
+                logger.warning("skipping %s with no tenant id: _id=%s", job_type, item.get("_id"))
+                continue
+            requests.append(JobRequest(job_type, tenant_id, {subject: item["_id"]}))
+        due += len(requests)
+        results = enqueue(
+            services.db, services.redis, publish, requests, lease_ttl=settings.broker_visibility_timeout
+        )
+        created += sum(1 for result in results if result.created)
+    logger.info(
+        "dispatched %s: %d due, %d enqueued, %d already queued or running",
+        job_type,
+        due,
+        created,
+        due - created,
+    )
+    return {"due": due, "enqueued": created}
+
+
+def dispatch_integrations(services: Services, app: Any, job_type: str) -> dict[str, int]:
+    integrations = Store(services.db).unscoped("cloudIntegrations")
+    query = due_integrations(services, job_type)
+    cursor = integrations.find(
+        query, {"_id": 1, "tenantId": 1}, batch_size=services.settings.dispatch_chunk_size
+    )
+    return dispatch(services, app, job_type, cursor, "integrationId")
+
+
+def dispatch_tenants(services: Services, app: Any, job_type: str) -> dict[str, int]:
+    tenants = Store(services.db).global_collection("tenants")
+    cursor = tenants.find({"status": "active"}, {"_id": 1}, batch_size=services.settings.dispatch_chunk_size)
+    return dispatch(services, app, job_type, cursor, "tenantId")
+
+
+# Dispatcher task names: "dispatch.<job type>". They are scheduler plumbing, not jobs: no ledger
+# documents of their own (each job they create has one), and an expired tick is simply dropped.
+_DISPATCH_OPTIONS = {"bind": True, "acks_late": True, "ignore_result": True}
+
+
+@shared_task(name="dispatch.integration.health_check", **_DISPATCH_OPTIONS)
+def dispatch_health_checks(self: Any) -> dict[str, int]:
+    return dispatch_integrations(services_of(self.app), self.app, "integration.health_check")
+
+
+@shared_task(name="dispatch.integration.refresh_token", **_DISPATCH_OPTIONS)
+def dispatch_token_refreshes(self: Any) -> dict[str, int]:
+    return dispatch_integrations(services_of(self.app), self.app, "integration.refresh_token")
+
+
+@shared_task(name="dispatch.integration.sync_files", **_DISPATCH_OPTIONS)
+def dispatch_syncs(self: Any) -> dict[str, int]:
+    return dispatch_integrations(services_of(self.app), self.app, "integration.sync_files")
+
+
+@shared_task(name="dispatch.tenant.aggregate_usage", **_DISPATCH_OPTIONS)
+def dispatch_aggregations(self: Any) -> dict[str, int]:
+    return dispatch_tenants(services_of(self.app), self.app, "tenant.aggregate_usage")
+
+
+@shared_task(name="dispatch.tenant.apply_retention", **_DISPATCH_OPTIONS)
+def dispatch_retention(self: Any) -> dict[str, int]:
+    return dispatch_tenants(services_of(self.app), self.app, "tenant.apply_retention")

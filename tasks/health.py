@@ -1,0 +1,121 @@
+"""``integration.health_check``: the provider's account probe, health states and a shared breaker.
+
+healthy -> degraded after a failure -> unhealthy after ``health_unhealthy_after`` consecutive
+failures -> healthy on the next success. A circuit breaker per provider (pybreaker, state in
+Redis, so shared by every worker) opens after ``breaker_fail_max`` consecutive provider-wide
+failures (5xx, timeouts), stops probing that provider for ``breaker_reset_timeout`` seconds, then
+lets a trial call through.
+"""
+
+import logging
+from typing import Any
+
+import pybreaker
+from celery import shared_task
+from redis import Redis
+
+from mwap.ledger import now
+from tasks.integrations import Connection, Skip, mark_error, open_connection
+from tasks.providers import ProviderError, ReauthRequired, TransientProviderError
+from worker.base import Job, JobTask, Services
+
+logger = logging.getLogger(__name__)
+
+_breakers: dict[tuple[int, str], pybreaker.CircuitBreaker] = {}
+
+
+def _provider_wide(error: BaseException) -> bool:
+    """Only failures of the provider itself count toward opening its breaker."""
+    return isinstance(error, TransientProviderError)
+
+
+def breaker(services: Services, slug: str) -> pybreaker.CircuitBreaker:
+    """This process's breaker object for ``slug``; its state lives in Redis."""
+    key = (id(services.redis), slug)
+    found = _breakers.get(key)
+    if found is None:
+        found = pybreaker.CircuitBreaker(
+            fail_max=services.settings.breaker_fail_max,
+            reset_timeout=services.settings.breaker_reset_timeout,
+            state_storage=pybreaker.CircuitRedisStorage(
+                pybreaker.STATE_CLOSED, services.redis, namespace=f"mwap:breaker:{slug}"
+            ),
+            exclude=[lambda error: not _provider_wide(error)],
+            name=slug,
+            # The call that trips the breaker still failed at the provider: record that failure.
+            throw_new_error_on_trip=False,
+        )
+        _breakers[key] = found
+    return found
+
+
+def breaker_state(redis: Redis, slug: str) -> str:
+    state = redis.get(f"mwap:breaker:{slug}:pybreaker:state")
+    return state.decode() if state else pybreaker.STATE_CLOSED
+
+
+def _record(conn: Connection, *, ok: bool, error: str | None = None) -> dict[str, Any]:
+    """Write the probe's outcome; returns the new health sub-document."""
+    settings = conn.services.settings
+    moment = now()
+    if ok:
+        update = {"health.status": "healthy", "health.errorCount": 0, "health.lastError": None}
+        conn.integrations.update_one(
+            {"_id": conn.integration_id}, {"$set": {**update, "health.lastCheck": moment}}
+        )
+        return {"status": "healthy", "errorCount": 0}
+    previous = int((conn.integration.get("health") or {}).get("errorCount") or 0)
+    count = previous + 1
+    status = "unhealthy" if count >= settings.health_unhealthy_after else "degraded"
+    conn.integrations.update_one(
+        {"_id": conn.integration_id},
+        {
+            "$set": {
+                "health.status": status,
+                "health.errorCount": count,
+                "health.lastError": (error or "")[:500],
+                "health.lastCheck": moment,
+            }
+        },
+    )
+    return {"status": status, "errorCount": count, "lastError": (error or "")[:500]}
+
+
+def check(services: Services, tenant_id: str, integration_id: str) -> dict[str, Any]:
+    """Probe the account once; the result says the new health, or why nothing was probed."""
+    conn = open_connection(services, tenant_id, integration_id)
+    circuit = breaker(services, conn.provider["slug"])
+    try:
+        info = circuit.call(conn.client.account)
+    except pybreaker.CircuitBreakerError:
+        # The provider is failing everywhere: do not spend this account's check on it.
+        raise Skip(f"{conn.provider['slug']} circuit is open") from None
+    except ReauthRequired as error:
+        mark_error(
+            services,
+            tenant_id,
+            integration_id,
+            f"needs re-authorization: {error.message}",
+            action="health.failed",
+        )
+        return _record(conn, ok=False, error=f"needs re-authorization: {error.message}")
+    except ProviderError as error:
+        return _record(conn, ok=False, error=f"{type(error).__name__}: {error.message}")
+    finally:
+        conn.record_usage()
+    health = _record(conn, ok=True)
+    if info.email and (conn.integration.get("userInfo") or {}).get("email") != info.email:
+        conn.integrations.update_one(
+            {"_id": integration_id},
+            {"$set": {"userInfo.email": info.email, "userInfo.name": info.display_name}},
+        )
+    return health
+
+
+@shared_task(bind=True, base=JobTask, name="integration.health_check")
+def health_check(self: JobTask, job: Job) -> dict[str, Any]:
+    # No retries: a failed probe is an outcome (recorded in health); the next tick probes again.
+    try:
+        return check(self.services(), job.tenant_id, job.subject["integrationId"])
+    except Skip as skip:
+        return {"skipped": str(skip)}

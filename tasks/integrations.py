@@ -1,0 +1,139 @@
+"""An integration as the jobs use it: loaded with its tenant id, decrypted, connected.
+
+``open_connection`` gives a provider client whose 401 handling goes through the single-flight
+refresh of ``tasks.tokens``; ``Connection.close`` persists what the run changed (request count).
+Decryption failures mark the integration ``error`` once, with the reason, so no job loops on it.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from mwap import audit, usage
+from mwap.crypto import CryptoError, KeyRing, integration_binding, provider_binding
+from mwap.ledger import now
+from mwap.store import Store, TenantCollection
+from tasks.providers import ProviderClient, ProviderConfig, RetryPolicy, Tokens, client_for
+from worker.base import Services
+
+logger = logging.getLogger(__name__)
+
+ACCESS = "authData.accessToken"
+REFRESH = "authData.refreshToken"
+
+
+class Skip(Exception):  # a normal outcome, not an error
+    """The job has nothing to do (integration gone, disabled, already done); its result says why."""
+
+
+class IntegrationBroken(Exception):
+    """The integration cannot be used until an operator or the user acts (marked ``error``)."""
+
+
+@dataclass
+class Connection:
+    services: Services
+    tenant_id: str
+    integration: dict[str, Any]
+    provider: dict[str, Any]
+    client: ProviderClient
+    integrations: TenantCollection
+    counted: int = field(default=0)
+
+    @property
+    def integration_id(self) -> str:
+        return self.integration["_id"]
+
+    def record_usage(self) -> None:
+        """Add the HTTP calls made since the last record to ``usage.totalRequests``."""
+        delta = self.client.request_count - self.counted
+        if delta:
+            self.integrations.update_one(
+                {"_id": self.integration_id}, {"$inc": {"usage.totalRequests": delta}}
+            )
+            usage.bump(self.services.redis, usage.PROVIDER_REQUESTS, self.tenant_id, delta)
+            self.counted += delta
+
+
+def tokens_of(ring: KeyRing, integration: dict[str, Any]) -> Tokens:
+    """The integration's tokens in the clear (raises CryptoError naming the key id)."""
+    tenant_id, integration_id = integration["tenantId"], integration["_id"]
+    auth = integration["authData"]
+    access = ring.decrypt(auth["accessToken"], integration_binding(tenant_id, integration_id, ACCESS))
+    refresh = (
+        ring.decrypt(auth["refreshToken"], integration_binding(tenant_id, integration_id, REFRESH))
+        if auth.get("refreshToken")
+        else ""
+    )
+    return Tokens(
+        access_token=access, refresh_token=refresh, expires_at=auth["expiresAt"], scope=auth.get("scope")
+    )
+
+
+def provider_config(ring: KeyRing, provider: dict[str, Any]) -> ProviderConfig:
+    secret = ring.decrypt(provider["clientSecret"], provider_binding(provider["_id"]))
+    return ProviderConfig.from_document({**provider, "clientSecret": secret})
+
+
+def mark_error(services: Services, tenant_id: str, integration_id: str, reason: str, *, action: str) -> bool:
+    """Set status ``error`` with ``reason`` unless already so; audit the change. True if changed."""
+    integrations = Store(services.db).tenant(tenant_id)["cloudIntegrations"]
+    changed = integrations.update_one(
+        {"_id": integration_id, "status": {"$ne": "error"}},
+        {"$set": {"status": "error", "statusReason": reason[:500], "updatedAt": now()}},
+    ).modified_count
+    if changed:
+        audit.record(
+            services.db,
+            tenant_id=tenant_id,
+            action=action,
+            target_type="integration",
+            target_id=integration_id,
+            details={"status": "error", "reason": reason[:500]},
+        )
+        logger.warning("integration %s marked error: %s", integration_id, reason)
+    return bool(changed)
+
+
+def load(services: Services, tenant_id: str, integration_id: str) -> tuple[dict[str, Any], TenantCollection]:
+    """The integration document, read with its tenant id; Skip when gone or not active."""
+    integrations = Store(services.db).tenant(tenant_id)["cloudIntegrations"]
+    doc = integrations.find_one({"_id": integration_id})
+    if doc is None:
+        raise Skip("integration no longer exists")
+    if doc.get("status") != "active":
+        raise Skip(f"integration is {doc.get('status')}")
+    return doc, integrations
+
+
+def open_connection(services: Services, tenant_id: str, integration_id: str) -> Connection:
+    """Load, decrypt and connect; 401s during the run refresh through the single-flight path."""
+    from tasks import tokens  # noqa: PLC0415 - tokens builds connections too; import at use breaks the cycle
+
+    integration, integrations = load(services, tenant_id, integration_id)
+    provider = (
+        Store(services.db).global_collection("cloudProviders").find_one({"_id": integration["providerId"]})
+    )
+    if provider is None or provider.get("status", "active") != "active":
+        raise Skip(f"provider {integration['providerId']} is not available")
+    try:
+        config = provider_config(services.ring, provider)
+        current = tokens_of(services.ring, integration)
+    except CryptoError as error:
+        mark_error(
+            services,
+            tenant_id,
+            integration_id,
+            f"credentials unreadable: {error}",
+            action="integration.error",
+        )
+        raise IntegrationBroken(str(error)) from None
+    settings = services.settings
+    client = client_for(
+        config,
+        current,
+        refresher=lambda: tokens.refresh_single_flight(services, tenant_id, integration_id, seen=current),
+        timeout=(settings.provider_connect_timeout, settings.provider_read_timeout),
+        retry=RetryPolicy(max_inline_wait=settings.provider_max_inline_wait),
+    )
+    return Connection(services, tenant_id, integration, provider, client, integrations)

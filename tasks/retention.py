@@ -1,0 +1,92 @@
+"""``tenant.apply_retention``: delete what is past the tenant's retention, in batches.
+
+- ``auditLogs`` older than the tenant's ``settings.retentionDays``;
+- finished ledger ``jobs`` older than ``MWAP_JOB_RETENTION_DAYS`` (a TTL index on ``finishedAt``
+  does the same on its own schedule; this pass makes it deterministic and audited);
+- ``virtualFiles`` deleted at the provider longer ago than ``MWAP_DELETED_FILE_GRACE_DAYS``.
+
+One audit document records what was removed (or, with ``dryRun``, what would be).
+"""
+
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+
+from mwap import audit
+from mwap.ledger import FINAL, now
+from mwap.models import Tenant
+from mwap.store import Store, TenantCollection
+from tasks.integrations import Skip
+from worker.base import Job, JobTask, Services
+
+BATCH = 1000
+
+
+def _purge(collection: TenantCollection, query: dict[str, Any], *, dry_run: bool) -> int:
+    """Delete matching documents in batches of ids; with ``dry_run``, only count them."""
+    if dry_run:
+        return collection.count_documents(query)
+    removed = 0
+    while True:
+        ids = [doc["_id"] for doc in collection.find(query, {"_id": 1}).limit(BATCH)]
+        if not ids:
+            return removed
+        removed += collection.delete_many({"_id": {"$in": ids}}).deleted_count
+        if len(ids) < BATCH:
+            return removed
+
+
+def apply(services: Services, tenant_id: str, *, dry_run: bool) -> dict[str, Any]:
+    tenant_doc = Store(services.db).global_collection("tenants").find_one({"_id": tenant_id})
+    if tenant_doc is None:
+        raise Skip("tenant no longer exists")
+    tenant = Tenant.model_validate(tenant_doc)
+    settings = services.settings
+    moment = now()
+    scope = Store(services.db).tenant(tenant_id)
+    cutoffs = {
+        "auditLogs": moment - timedelta(days=tenant.settings.retention_days),
+        "jobs": moment - timedelta(days=settings.job_retention_days),
+        "virtualFiles": moment - timedelta(days=settings.deleted_file_grace_days),
+    }
+    removed = {
+        "auditLogs": _purge(
+            scope["auditLogs"], {"createdAt": {"$type": "date", "$lt": cutoffs["auditLogs"]}}, dry_run=dry_run
+        ),
+        "jobs": _purge(
+            scope["jobs"],
+            {
+                "status": {"$in": [s.value for s in FINAL]},
+                "finishedAt": {"$type": "date", "$lt": cutoffs["jobs"]},
+            },
+            dry_run=dry_run,
+        ),
+        "virtualFiles": _purge(
+            scope["virtualFiles"],
+            {"deletedAt": {"$type": "date", "$lt": cutoffs["virtualFiles"]}},
+            dry_run=dry_run,
+        ),
+    }
+    result = {
+        "dryRun": dry_run,
+        "removed" if not dry_run else "wouldRemove": removed,
+        "cutoffs": {name: cutoff.isoformat() for name, cutoff in cutoffs.items()},
+    }
+    audit.record(
+        services.db,
+        tenant_id=tenant_id,
+        action="retention.dry_run" if dry_run else "retention.applied",
+        target_type="tenant",
+        target_id=tenant_id,
+        details=result,
+    )
+    return result
+
+
+@shared_task(bind=True, base=JobTask, name="tenant.apply_retention")
+def apply_retention(self: JobTask, job: Job) -> dict[str, Any]:
+    try:
+        return apply(self.services(), job.tenant_id, dry_run=bool(job.params.get("dryRun")))
+    except Skip as skip:
+        return {"skipped": str(skip)}

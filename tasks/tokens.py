@@ -1,0 +1,200 @@
+"""``integration.refresh_token``: OAuth refresh, single-flight per integration across all hosts.
+
+Every refresh, scheduled or forced by a 401 in another job, goes through
+``refresh_single_flight``: a Redis lock per integration (owner token, expiry), then a fresh read
+of the integration, skipping the provider call when another worker refreshed meanwhile. So a
+rotating refresh token (Graph) is spent once, however many jobs meet a 401 at the same moment.
+"""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from redis.exceptions import LockError
+
+from mwap import audit, usage
+from mwap.crypto import integration_binding
+from mwap.ledger import now
+from mwap.store import Store, TenantCollection
+from tasks.integrations import (
+    ACCESS,
+    REFRESH,
+    Skip,
+    load,
+    mark_error,
+    provider_config,
+    tokens_of,
+)
+from tasks.providers import (
+    RateLimited,
+    ReauthRequired,
+    RetryPolicy,
+    Tokens,
+    TransientProviderError,
+    client_for,
+)
+from worker.base import Job, JobTask, Services
+
+logger = logging.getLogger(__name__)
+
+LOCK_TTL = 60  # seconds; longer than one token call with its retries
+MAX_RETRIES = 3
+
+
+class RefreshBusy(TransientProviderError):
+    """Another worker held the integration's refresh lock for longer than we wait."""
+
+
+def refresh_single_flight(
+    services: Services,
+    tenant_id: str,
+    integration_id: str,
+    *,
+    seen: Tokens | None = None,
+    seen_cipher: str | None = None,
+) -> Tokens:
+    """Fresh tokens for the integration, refreshing at the provider only if nobody else just did.
+
+    ``seen``/``seen_cipher``: the tokens the caller holds (a 401 told it they are stale); when the
+    stored access token differs from them, another worker refreshed and those tokens are returned.
+    """
+    lock = services.redis.lock(
+        f"mwap:lock:oauth-refresh:{integration_id}",
+        timeout=LOCK_TTL,
+        blocking_timeout=services.settings.refresh_wait,
+    )
+    if not lock.acquire():
+        raise RefreshBusy(
+            f"refresh of {integration_id} held by another worker for {services.settings.refresh_wait}s"
+        )
+    try:
+        doc, _ = load(services, tenant_id, integration_id)
+        stored = tokens_of(services.ring, doc)
+        if seen is not None and stored.access_token != seen.access_token:
+            return stored
+        if seen_cipher is not None and doc["authData"]["accessToken"] != seen_cipher:
+            return stored
+        return _refresh(services, doc, stored)
+    finally:
+        try:
+            lock.release()
+        except LockError:  # expired while we worked: the next refresher re-reads anyway
+            logger.warning("refresh lock of %s expired before release", integration_id)
+
+
+def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens:
+    """Call the provider's token endpoint and store the answer encrypted, in one update."""
+    tenant_id, integration_id = doc["tenantId"], doc["_id"]
+    integrations = _integrations(services, tenant_id)
+    provider = services.db["cloudProviders"].find_one({"_id": doc["providerId"]})
+    if provider is None:
+        raise Skip(f"provider {doc['providerId']} is not registered")
+    settings = services.settings
+    client = client_for(
+        provider_config(services.ring, provider),
+        current,
+        timeout=(settings.provider_connect_timeout, settings.provider_read_timeout),
+        retry=RetryPolicy(max_inline_wait=settings.provider_max_inline_wait),
+    )
+    try:
+        fresh = client.refresh()
+    except ReauthRequired as error:
+        mark_error(
+            services,
+            tenant_id,
+            integration_id,
+            f"needs re-authorization: {error.message}",
+            action="token.refresh_failed",
+        )
+        raise
+    finally:
+        if client.request_count:
+            integrations.update_one(
+                {"_id": integration_id}, {"$inc": {"usage.totalRequests": client.request_count}}
+            )
+            usage.bump(services.redis, usage.PROVIDER_REQUESTS, tenant_id, client.request_count)
+    ring = services.ring
+    moment = now()
+    update = {
+        "authData.accessToken": ring.encrypt(
+            fresh.access_token, integration_binding(tenant_id, integration_id, ACCESS)
+        ),
+        "authData.expiresAt": fresh.expires_at,
+        "authData.scope": fresh.scope or doc["authData"].get("scope", ""),
+        "metadata.lastRefreshAt": moment,
+        "metadata.refreshCooldownUntil": None,
+        "updatedAt": moment,
+    }
+    if fresh.refresh_token:
+        # A response without a new refresh token keeps the old one (tokens_of gave it back to us).
+        update["authData.refreshToken"] = ring.encrypt(
+            fresh.refresh_token, integration_binding(tenant_id, integration_id, REFRESH)
+        )
+    integrations.update_one({"_id": integration_id}, {"$set": update})
+    audit.record(
+        services.db,
+        tenant_id=tenant_id,
+        action="token.refreshed",
+        target_type="integration",
+        target_id=integration_id,
+        details={
+            "expiresAt": fresh.expires_at.isoformat(),
+            "rotated": fresh.refresh_token != current.refresh_token,
+        },
+    )
+    return fresh
+
+
+def _integrations(services: Services, tenant_id: str) -> TenantCollection:
+    return Store(services.db).tenant(tenant_id)["cloudIntegrations"]
+
+
+def is_due(doc: dict[str, Any], services: Services) -> bool:
+    """Expiring within the look-ahead, or not refreshed for the idle maximum."""
+    settings = services.settings
+    moment = now()
+    if doc["authData"]["expiresAt"] <= moment + timedelta(seconds=settings.token_refresh_lookahead):
+        return True
+    last = (doc.get("metadata") or {}).get("lastRefreshAt")
+    return last is None or last <= moment - timedelta(seconds=settings.token_refresh_max_age)
+
+
+def refresh_job(services: Services, tenant_id: str, integration_id: str, *, force: bool) -> dict[str, Any]:
+    """The scheduled or requested refresh: skip when not due or cooling down, else single-flight."""
+    doc, _ = load(services, tenant_id, integration_id)
+    if not doc["authData"].get("refreshToken"):
+        raise Skip("integration has no refresh token")
+    cooldown = (doc.get("metadata") or {}).get("refreshCooldownUntil")
+    if not force and cooldown is not None and cooldown > now():
+        raise Skip(f"cooling down after failures until {cooldown.isoformat()}")
+    if not force and not is_due(doc, services):
+        raise Skip("token is fresh")
+    fresh = refresh_single_flight(
+        services, tenant_id, integration_id, seen_cipher=doc["authData"]["accessToken"]
+    )
+    return {"expiresAt": fresh.expires_at.isoformat()}
+
+
+def start_cooldown(services: Services, tenant_id: str, integration_id: str, error: Exception) -> None:
+    """After the last transient failure: no automatic attempt before the cooldown passes."""
+    until = now() + timedelta(seconds=services.settings.refresh_cooldown)
+    _integrations(services, tenant_id).update_one(
+        {"_id": integration_id},
+        {"$set": {"metadata.refreshCooldownUntil": until, "metadata.lastRefreshError": str(error)[:500]}},
+    )
+
+
+@shared_task(bind=True, base=JobTask, name="integration.refresh_token", max_retries=MAX_RETRIES)
+def refresh_token(self: JobTask, job: Job) -> dict[str, Any]:
+    services = self.services()
+    tenant_id, integration_id = job.tenant_id, job.subject["integrationId"]
+    try:
+        return refresh_job(services, tenant_id, integration_id, force=bool(job.params.get("force")))
+    except Skip as skip:
+        return {"skipped": str(skip)}
+    except (TransientProviderError, RateLimited) as error:
+        if self.request.retries >= MAX_RETRIES:
+            start_cooldown(services, tenant_id, integration_id, error)
+            raise
+        raise self.retry(exc=error, countdown=self.backoff(error)) from None

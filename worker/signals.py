@@ -1,0 +1,132 @@
+"""Celery signal handlers: JSON logging, Sentry, metrics and each job's log context.
+
+``install(app, worker=...)`` is called by the app factory. Every producer (API, beat, workers)
+stamps its messages with the publish time and the current request id; worker and beat processes
+also take over logging (``setup_logging``, so Celery does not install its own handlers), start
+Sentry, and — in workers — bind ``jobId``/``jobType``/``requestId`` around each task and count
+jobs by type and outcome.
+"""
+
+import os
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from celery import Celery, Task, signals
+
+from mwap import logs, metrics
+from mwap.sentry import init_sentry
+
+REQUEST_ID_HEADER = "mwap_request_id"
+
+_OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+
+
+class _State:
+    app: Celery | None = None
+    component: str | None = None  # "worker" once celeryd_init has fired in this process
+
+
+def install(app: Celery, *, worker: bool) -> None:
+    """Connect the handlers; with ``worker=False`` (a producer such as the API) only the stamp."""
+    signals.before_task_publish.connect(_stamp_message)
+    if not worker:
+        return
+    _State.app = app
+    signals.celeryd_init.connect(_on_worker_init)
+    signals.beat_init.connect(_on_beat_init)
+    signals.setup_logging.connect(_on_setup_logging)
+    signals.worker_process_shutdown.connect(_on_process_shutdown)
+    signals.task_prerun.connect(_on_task_prerun)
+    signals.task_postrun.connect(_on_task_postrun)
+    signals.task_success.connect(_on_task_success)
+    signals.task_failure.connect(_on_task_failure)
+    signals.task_retry.connect(_on_task_retry)
+
+
+def _settings() -> object:
+    assert _State.app is not None, "worker.signals.install was not called"
+    return _State.app.mwap_settings
+
+
+def _stamp_message(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is None:
+        return
+    # Overwritten on every publish (a retry is a new message): the queue-age metric reads it.
+    headers[metrics.SENT_AT_HEADER] = time.time()
+    request_id = logs.current().get("requestId")
+    if request_id:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+def _on_worker_init(**_: Any) -> None:
+    # Main worker process, before the pool forks: children inherit the Sentry client and the
+    # tracers they build are instrumented.
+    _State.component = "worker"
+    init_sentry(_settings(), "worker")
+
+
+def _on_beat_init(**_: Any) -> None:
+    init_sentry(_settings(), "beat")
+
+
+def _on_setup_logging(**_: Any) -> None:
+    # Connecting this signal is what stops Celery from configuring logging its own way.
+    # Beat's setup_logging comes before beat_init, so beat is recognised by its module instead.
+    component = _State.component or ("beat" if "celery.apps.beat" in sys.modules else "celery")
+    logs.configure_logging(_settings(), component)
+
+
+def _on_process_shutdown(**_: Any) -> None:
+    metrics.process_exited(os.getpid())
+
+
+def _on_task_prerun(task_id: str, task: Task, args: tuple = (), **_: Any) -> None:
+    request = task.request
+    logs.clear()
+    logs.bind(
+        jobId=str(args[0]) if args else task_id,
+        jobType=task.name,
+        requestId=getattr(request, REQUEST_ID_HEADER, None),
+    )
+    request.mwap_clock = time.monotonic()
+    metrics.job_started(task.name, _queue_wait(request))
+
+
+def _queue_wait(request: Any) -> float | None:
+    sent_at = getattr(request, metrics.SENT_AT_HEADER, None)
+    if sent_at is None:
+        return None
+    ready_at = float(sent_at)
+    if request.eta:  # a countdown retry waits on purpose; measure from when it was due
+        eta = request.eta if isinstance(request.eta, datetime) else datetime.fromisoformat(request.eta)
+        ready_at = max(ready_at, eta.timestamp())
+    return time.time() - ready_at
+
+
+def _on_task_postrun(task: Task, state: str | None = None, **_: Any) -> None:
+    try:
+        started = getattr(task.request, "mwap_clock", None)
+        if started is not None:
+            outcome = (
+                "skipped"
+                if getattr(task.request, "mwap_skip", False)
+                else _OUTCOMES.get(state or "", (state or "unknown").lower())
+            )
+            metrics.job_finished(task.name, outcome, time.monotonic() - started)
+    finally:
+        logs.clear()
+
+
+def _on_task_success(sender: Task, **_: Any) -> None:
+    skipped = getattr(sender.request, "mwap_skip", False)
+    metrics.job_outcome(sender.name, "skipped" if skipped else "succeeded")
+
+
+def _on_task_failure(sender: Task, **_: Any) -> None:
+    metrics.job_outcome(sender.name, "failed")
+
+
+def _on_task_retry(sender: Task, **_: Any) -> None:
+    metrics.job_outcome(sender.name, "retried")
