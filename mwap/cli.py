@@ -314,5 +314,31 @@ def integrations_add(ctx: Context, **options: Any) -> None:
     ctx.emit(registry.public_integration(doc), f"integration {doc['_id']} created")
 
 
+# demo -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def demo() -> None:
+    """Demo data for ops/run."""
+
+
+@demo.command("seed")
+@click.option("--providers-url", required=True, help="Base URL of the fake providers server.")
+@click.option("--keep-keys", default="{}", help="JSON {tenantId: key} of tenant keys to keep if still live.")
+@_json_flag
+@pass_ctx
+def demo_seed(ctx: Context, providers_url: str, keep_keys: str) -> None:
+    """Create (or converge) demo tenants, projects, providers and integrations. Idempotent."""
+    from mwap import demo as demo_data  # noqa: PLC0415 - needs ops.fake_providers, only here
+
+    try:
+        kept = json.loads(keep_keys)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"--keep-keys is not JSON: {error}") from None
+    indexes.ensure_indexes(ctx.db, ctx.settings)
+    result = demo_data.seed(ctx.db, ctx.settings.key_ring(), providers_url, keep_keys=kept, progress=ctx.progress)
+    ctx.emit(result, f"demo ready: tenants {', '.join(result['tenants'])}; integrations {', '.join(result['integrations'])}")
+
+
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from mwap.metrics import reset_multiprocess_dir
 from ops import processes
+from ops.fake_providers.documents import provider_documents
 from ops.processes import Child
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +77,9 @@ class Stack:
         env.setdefault("MWAP_FLOWER_BASIC_AUTH", f"{flower['user']}:{flower['password']}")
         env.setdefault("PYTHONUNBUFFERED", "1")
         # Multiprocess metrics shared by the API, workers and beat; stale files would be summed in.
-        reset_multiprocess_dir(Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.data_dir / "metrics"))))
+        reset_multiprocess_dir(
+            Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.data_dir / "metrics")))
+        )
         api_port = int(env.setdefault("MWAP_API_PORT", "8000"))
         flower_port = int(env.setdefault("MWAP_FLOWER_PORT", "5555"))
 
@@ -95,6 +99,15 @@ class Stack:
                 )
             )
             env["MWAP_MONGO_URL"] = processes.mongo_url(port)
+
+        providers_port = processes.free_port()
+        self.add(
+            processes.start_fake_providers(
+                providers_port, env=env, log_dir=self.log_dir, extra=["--seed-demo"]
+            )
+        )
+        providers_url = f"http://127.0.0.1:{providers_port}"
+        demo = self._seed(env, providers_url, creds)
 
         self.add(
             processes.start_worker(
@@ -125,13 +138,39 @@ class Stack:
             "flower": f"http://127.0.0.1:{flower_port}",
             "redisUrl": env["MWAP_REDIS_URL"],
             "mongoUrl": env["MWAP_MONGO_URL"],
-            "providers": {},
+            "providers": {
+                "url": providers_url,
+                **{doc["slug"]: doc["metadata"]["apiBaseUrl"] for doc in provider_documents(providers_url)},
+            },
+            "demo": {"tenants": demo["tenants"], "integrations": demo["integrations"]},
             "credentials": str(self.data_dir / "credentials.json"),
             "logs": str(self.log_dir),
             "pids": {child.name: child.pid for child in self.children},
         }
         (self.data_dir / "stack.json").write_text(json.dumps(stack, indent=2))
         return stack
+
+    def _seed(self, env: dict[str, str], providers_url: str, creds: dict[str, Any]) -> dict[str, Any]:
+        """``mwap db init`` and ``mwap demo seed``, as an operator would run them."""
+        mwap = [processes.PYTHON, "-m", "mwap.cli", "--json"]
+        for step in (
+            ["db", "init"],
+            [
+                "demo",
+                "seed",
+                "--providers-url",
+                providers_url,
+                "--keep-keys",
+                json.dumps(creds["tenantApiKeys"]),
+            ],
+        ):
+            result = subprocess.run(mwap + step, env=env, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise processes.StartupError(f"mwap {' '.join(step[:2])} failed:\n{result.stderr[-2000:]}")
+        demo = json.loads(result.stdout)
+        creds["tenantApiKeys"] = demo["tenantApiKeys"]
+        _write_private(self.data_dir / "credentials.json", creds)
+        return demo
 
     def watch(self) -> str | None:
         """Block until asked to stop or a child dies; returns the name of a child that died."""

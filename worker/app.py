@@ -64,7 +64,7 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
         beat_schedule=beat_schedule.build_schedule(settings),
         # One active scheduler across hosts: RedBeat keeps the schedule's state and a leader lock
         # in Redis; a standby beat takes over once the leader's lock expires.
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="worker.beat:Scheduler",
         redbeat_redis_url=settings.redis_url,
         redbeat_key_prefix="mwap:redbeat:",
         redbeat_lock_timeout=settings.beat_lock_timeout,
