@@ -17,6 +17,7 @@ from pydantic import (
     RootModel,
     StringConstraints,
     create_model,
+    field_validator,
 )
 
 from mwap import jobtypes, registry
@@ -163,7 +164,7 @@ UserInfoKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")
 UserInfoValue = (
     Annotated[str, StringConstraints(max_length=1000)]
     | Annotated[int, Field(ge=-(2**53), le=2**53)]
-    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[float, Field(ge=-(2**53), le=2**53, allow_inf_nan=False)]
     | bool
     | None
 )
@@ -178,6 +179,12 @@ class IntegrationCreate(registry.IntegrationCreate):
         json_schema_extra={"additionalProperties": False},  # keys must match the pattern
     )
     project_ids: list[Id] = Field(default_factory=list, alias="projectIds", max_length=100)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _to_milliseconds(cls, value: datetime) -> datetime:
+        # What MongoDB keeps: the answer to this request then equals every later read.
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 class TenantOut(Out):

@@ -314,6 +314,306 @@ def integrations_add(ctx: Context, **options: Any) -> None:
     ctx.emit(registry.public_integration(doc), f"integration {doc['_id']} created")
 
 
+# jobs -------------------------------------------------------------------------------------------
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    subject = ",".join(f"{k}={v}" for k, v in (job.get("subject") or {}).items())
+    error = f"  error={job['error']['type']}: {job['error']['message'][:80]}" if job.get("error") else ""
+    return f"{job['_id']}  {job['type']:<26} {job['status']:<9} {job['createdAt']:%Y-%m-%d %H:%M:%S}  {subject}{error}"
+
+
+def _enqueue(ctx: Context, requests: list[Any]) -> list[Any]:
+    from mwap.connections import redis_client  # noqa: PLC0415
+    from mwap.enqueue import enqueue  # noqa: PLC0415
+    from worker.app import create_celery_app, publisher  # noqa: PLC0415
+
+    settings = ctx.settings
+    producer = create_celery_app(settings, include_tasks=False)
+    try:
+        return enqueue(
+            ctx.db,
+            redis_client(settings),
+            publisher(producer),
+            requests,
+            lease_ttl=settings.broker_visibility_timeout,
+        )
+    finally:
+        producer.close()
+
+
+@main.group()
+def jobs() -> None:
+    """Jobs and the ledger."""
+
+
+@jobs.command("enqueue")
+@click.argument("job_type")
+@click.option("--tenant", "tenant_id", help="Tenant id (tenant jobs; optional for integration jobs).")
+@click.option("--integration", "integration_id", help="Integration id (integration jobs).")
+@click.option("--params", "params_json", default="{}", help="Job params as a JSON object.")
+@_json_flag
+@pass_ctx
+def jobs_enqueue(
+    ctx: Context, job_type: str, tenant_id: str | None, integration_id: str | None, params_json: str
+) -> None:
+    """Enqueue one job (as the API would), printing its id."""
+    from mwap import jobtypes  # noqa: PLC0415
+    from mwap.enqueue import JobRequest  # noqa: PLC0415
+
+    kind = jobtypes.JOB_TYPES.get(job_type)
+    if kind is None:
+        raise click.BadParameter(f"unknown job type; one of {', '.join(sorted(jobtypes.JOB_TYPES))}")
+    try:
+        params = kind.validate_params(json.loads(params_json))
+    except (json.JSONDecodeError, ValueError) as error:
+        raise click.BadParameter(f"--params: {error}") from None
+    subject: dict[str, str] = {}
+    if kind.scope is jobtypes.Scope.INTEGRATION:
+        if not integration_id:
+            raise click.UsageError(f"{job_type} needs --integration")
+        doc = ctx.db["cloudIntegrations"].find_one({"_id": integration_id}, {"tenantId": 1})
+        if doc is None or (tenant_id and doc["tenantId"] != tenant_id):
+            raise click.ClickException(f"integration {integration_id} not found")
+        tenant_id, subject = doc["tenantId"], {"integrationId": integration_id}
+    elif kind.scope is jobtypes.Scope.TENANT:
+        if not tenant_id or ctx.db["tenants"].find_one({"_id": tenant_id}, {"_id": 1}) is None:
+            raise click.ClickException(f"{job_type} needs an existing --tenant")
+        subject = {"tenantId": tenant_id}
+    [outcome] = _enqueue(ctx, [JobRequest(job_type, tenant_id, subject, params)])
+    job = outcome.job
+    note = "enqueued" if outcome.created else "already queued or running"
+    ctx.emit({"job": job, "created": outcome.created}, f"{job['_id']}  {note}")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@_json_flag
+@pass_ctx
+def jobs_show(ctx: Context, job_id: str) -> None:
+    """One job's ledger document."""
+    job = ctx.db["jobs"].find_one({"_id": job_id})
+    if job is None:
+        raise click.ClickException(f"no job {job_id}")
+    ctx.emit(job, lambda: json.dumps(job, default=_json_default, indent=2))
+
+
+@jobs.command("list")
+@click.option("--type", "job_type")
+@click.option("--status", type=click.Choice(["queued", "running", "retrying", "succeeded", "failed"]))
+@click.option("--tenant", "tenant_id")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@_json_flag
+@pass_ctx
+def jobs_list(
+    ctx: Context, job_type: str | None, status: str | None, tenant_id: str | None, limit: int
+) -> None:
+    """Recent jobs, newest first."""
+    query = {k: v for k, v in {"type": job_type, "status": status, "tenantId": tenant_id}.items() if v}
+    rows = list(ctx.db["jobs"].find(query).sort([("createdAt", -1), ("_id", -1)]).limit(limit))
+    ctx.emit(rows, lambda: "\n".join(_job_line(r) for r in rows) or "no jobs")
+
+
+@jobs.command("retry")
+@click.argument("job_id")
+@_json_flag
+@pass_ctx
+def jobs_retry(ctx: Context, job_id: str) -> None:
+    """Enqueue a failed job again (a new job with the same type, subject and params)."""
+    from mwap.enqueue import JobRequest  # noqa: PLC0415
+
+    job = ctx.db["jobs"].find_one({"_id": job_id})
+    if job is None:
+        raise click.ClickException(f"no job {job_id}")
+    if job["status"] != "failed":
+        raise click.ClickException(f"job {job_id} is {job['status']}; only failed jobs are retried")
+    [outcome] = _enqueue(
+        ctx, [JobRequest(job["type"], job.get("tenantId"), job.get("subject") or {}, job.get("params") or {})]
+    )
+    ctx.emit(
+        {"job": outcome.job, "retryOf": job_id, "created": outcome.created},
+        f"{outcome.job['_id']}  retry of {job_id}",
+    )
+
+
+@main.command("queues")
+@_json_flag
+@pass_ctx
+def queues(ctx: Context) -> None:
+    """Broker queues (depth, oldest message age) and the workers online."""
+    import time  # noqa: PLC0415
+
+    from mwap.connections import redis_client  # noqa: PLC0415
+    from mwap.jobtypes import Queue  # noqa: PLC0415
+    from mwap.metrics import queue_stats  # noqa: PLC0415
+    from worker.app import create_celery_app  # noqa: PLC0415
+
+    settings = ctx.settings
+    stats = queue_stats(redis_client(settings), [q.value for q in Queue])
+    now = time.time()
+    rows = {
+        name: {"depth": depth, "oldestAgeSeconds": round(now - oldest, 1) if oldest else None}
+        for name, (depth, oldest) in stats.items()
+    }
+    app = create_celery_app(settings, include_tasks=False)
+    try:
+        replies = app.control.ping(timeout=1.0) or []
+    finally:
+        app.close()
+    workers = sorted(name for reply in replies for name in reply)
+    data = {"queues": rows, "workers": workers}
+    ctx.emit(
+        data,
+        lambda: (
+            "\n".join(
+                f"{name:<12} depth {row['depth']:>6}   oldest {row['oldestAgeSeconds'] if row['oldestAgeSeconds'] is not None else '-'} s"
+                for name, row in rows.items()
+            )
+            + f"\nworkers online: {len(workers)}"
+            + "".join(f"\n  {w}" for w in workers)
+        ),
+    )
+
+
+# integrations (operations) -------------------------------------------------------------------
+
+
+@integrations.command("list")
+@click.option("--tenant", "tenant_id")
+@click.option("--status", type=click.Choice(["active", "inactive", "error", "revoked"]))
+@_json_flag
+@pass_ctx
+def integrations_list(ctx: Context, tenant_id: str | None, status: str | None) -> None:
+    """Integrations with status, health and token expiry (never tokens)."""
+    query = {k: v for k, v in {"tenantId": tenant_id, "status": status}.items() if v}
+    rows = [registry.public_integration(doc) for doc in ctx.db["cloudIntegrations"].find(query).limit(1000)]
+    ctx.emit(
+        rows,
+        lambda: (
+            "\n".join(
+                f"{r['id']}  {r['tenantId']}  {r['providerSlug']:<12} {r['status']:<8} health={r['health'].get('status')}"
+                f"  expires={r['authData']['expiresAt']:%Y-%m-%d %H:%M}"
+                + (f"  reason={r['statusReason']}" if r.get("statusReason") else "")
+                for r in rows
+            )
+            or "no integrations"
+        ),
+    )
+
+
+def _set_status(ctx: Context, integration_id: str, fields: dict[str, Any], action: str) -> dict[str, Any]:
+    from mwap import audit  # noqa: PLC0415
+    from mwap.ledger import now  # noqa: PLC0415
+
+    doc = ctx.db["cloudIntegrations"].find_one({"_id": integration_id}, {"tenantId": 1, "status": 1})
+    if doc is None:
+        raise click.ClickException(f"integration {integration_id} not found")
+    ctx.db["cloudIntegrations"].update_one(
+        {"_id": integration_id, "tenantId": doc["tenantId"]}, {"$set": {**fields, "updatedAt": now()}}
+    )
+    audit.record(
+        ctx.db,
+        tenant_id=doc["tenantId"],
+        action=action,
+        target_type="integration",
+        target_id=integration_id,
+        actor=OPERATOR,
+        details={"from": doc["status"], "to": fields.get("status", doc["status"])},
+    )
+    return doc
+
+
+@integrations.command("disable")
+@click.argument("integration_id")
+@click.option("--reason", default="disabled by an operator")
+@_json_flag
+@pass_ctx
+def integrations_disable(ctx: Context, integration_id: str, reason: str) -> None:
+    """Stop every automatic job for an integration (status inactive)."""
+    _set_status(ctx, integration_id, {"status": "inactive", "statusReason": reason}, "integration.disabled")
+    ctx.emit({"id": integration_id, "status": "inactive"}, f"{integration_id} disabled")
+
+
+@integrations.command("reconnect")
+@click.argument("integration_id")
+@click.option("--access-token", envvar="MWAP_INTEGRATION_ACCESS_TOKEN", prompt=True, hide_input=True)
+@click.option("--refresh-token", envvar="MWAP_INTEGRATION_REFRESH_TOKEN", default=None)
+@click.option("--expires-at", required=True, help="ISO 8601 with time zone.")
+@_json_flag
+@pass_ctx
+def integrations_reconnect(
+    ctx: Context, integration_id: str, access_token: str, refresh_token: str | None, expires_at: str
+) -> None:
+    """Store new tokens after the user re-authorized, and make the integration active again."""
+    from datetime import datetime  # noqa: PLC0415
+
+    from mwap.crypto import integration_binding  # noqa: PLC0415
+
+    try:
+        expires = datetime.fromisoformat(expires_at)
+    except ValueError as error:
+        raise click.BadParameter(f"--expires-at: {error}") from None
+    if expires.tzinfo is None:
+        raise click.BadParameter("--expires-at needs a time zone, e.g. 2026-01-01T00:00:00Z")
+    doc = ctx.db["cloudIntegrations"].find_one({"_id": integration_id}, {"tenantId": 1})
+    if doc is None:
+        raise click.ClickException(f"integration {integration_id} not found")
+    ring = ctx.settings.key_ring()
+    tenant_id = doc["tenantId"]
+    fields: dict[str, Any] = {
+        "authData.accessToken": ring.encrypt(
+            access_token, integration_binding(tenant_id, integration_id, "authData.accessToken")
+        ),
+        "authData.expiresAt": expires,
+        "status": "active",
+        "statusReason": None,
+        "health.errorCount": 0,
+        "metadata.refreshCooldownUntil": None,
+    }
+    if refresh_token:
+        fields["authData.refreshToken"] = ring.encrypt(
+            refresh_token, integration_binding(tenant_id, integration_id, "authData.refreshToken")
+        )
+    _set_status(ctx, integration_id, fields, "integration.reconnected")
+    ctx.emit({"id": integration_id, "status": "active"}, f"{integration_id} reconnected")
+
+
+# retention --------------------------------------------------------------------------------------
+
+
+@main.group()
+def retention() -> None:
+    """Retention."""
+
+
+@retention.command("run")
+@click.option(
+    "--tenant", "tenant_ids", multiple=True, help="Tenant id (repeatable); default: every active tenant."
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@_json_flag
+@pass_ctx
+def retention_run(ctx: Context, tenant_ids: tuple[str, ...], dry_run: bool) -> None:
+    """Apply retention now, in this process (what the tenant.apply_retention job does)."""
+    from mwap.connections import redis_client  # noqa: PLC0415
+    from tasks import retention as retention_logic  # noqa: PLC0415
+    from tasks.integrations import Skip  # noqa: PLC0415
+    from worker.base import Services, key_ring  # noqa: PLC0415
+
+    settings = ctx.settings
+    services = Services(settings, ctx.db, redis_client(settings), key_ring(settings))
+    targets = list(tenant_ids) or [t["_id"] for t in ctx.db["tenants"].find({"status": "active"}, {"_id": 1})]
+    results = {}
+    for number, tenant_id in enumerate(targets, 1):
+        try:
+            results[tenant_id] = retention_logic.apply(services, tenant_id, dry_run=dry_run)
+        except Skip as skip:
+            raise click.ClickException(f"tenant {tenant_id}: {skip}") from None
+        ctx.progress(f"[{number}/{len(targets)}] {tenant_id}")
+    key = "wouldRemove" if dry_run else "removed"
+    ctx.emit(results, lambda: "\n".join(f"{t}: {key} {r[key]}" for t, r in results.items()) or "no tenants")
+
+
 # demo -------------------------------------------------------------------------------------------
 
 
@@ -336,8 +636,13 @@ def demo_seed(ctx: Context, providers_url: str, keep_keys: str) -> None:
     except json.JSONDecodeError as error:
         raise click.BadParameter(f"--keep-keys is not JSON: {error}") from None
     indexes.ensure_indexes(ctx.db, ctx.settings)
-    result = demo_data.seed(ctx.db, ctx.settings.key_ring(), providers_url, keep_keys=kept, progress=ctx.progress)
-    ctx.emit(result, f"demo ready: tenants {', '.join(result['tenants'])}; integrations {', '.join(result['integrations'])}")
+    result = demo_data.seed(
+        ctx.db, ctx.settings.key_ring(), providers_url, keep_keys=kept, progress=ctx.progress
+    )
+    ctx.emit(
+        result,
+        f"demo ready: tenants {', '.join(result['tenants'])}; integrations {', '.join(result['integrations'])}",
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from typing import Any
 
 from celery import shared_task
 
+from mwap import metrics
 from mwap.enqueue import JobRequest, enqueue
 from mwap.ledger import now
 from mwap.store import Store
+from worker.app import publisher
 from worker.base import Services, services_of
 
 logger = logging.getLogger(__name__)
@@ -53,19 +55,12 @@ def due_integrations(services: Services, job_type: str) -> dict[str, Any]:
     raise ValueError(f"no due query for {job_type}")
 
 
-def _publisher(app: Any) -> Any:
-    def publish(task_name: str, job_id: str, queue: str, headers: dict[str, str]) -> None:
-        app.send_task(task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers)
-
-    return publish
-
-
 def dispatch(
     services: Services, app: Any, job_type: str, items: Iterable[dict[str, Any]], subject: str
 ) -> dict[str, int]:
     """Enqueue ``job_type`` for each item (``_id`` and ``tenantId``), chunk by chunk."""
     settings = services.settings
-    publish = _publisher(app)
+    publish = publisher(app)
     due = created = 0
     for chunk in batched(items, settings.dispatch_chunk_size, strict=False):
         requests = []
@@ -80,6 +75,7 @@ def dispatch(
             services.db, services.redis, publish, requests, lease_ttl=settings.broker_visibility_timeout
         )
         created += sum(1 for result in results if result.created)
+    metrics.scheduler_dispatch(job_type, created)
     logger.info(
         "dispatched %s: %d due, %d enqueued, %d already queued or running",
         job_type,

@@ -14,6 +14,7 @@ import pybreaker
 from celery import shared_task
 from redis import Redis
 
+from mwap import metrics
 from mwap.ledger import now
 from tasks.integrations import Connection, Skip, mark_error, open_connection
 from tasks.providers import ProviderError, ReauthRequired, TransientProviderError
@@ -88,6 +89,7 @@ def check(services: Services, tenant_id: str, integration_id: str) -> dict[str, 
     try:
         info = circuit.call(conn.client.account)
     except pybreaker.CircuitBreakerError:
+        metrics.breaker(conn.provider["slug"], is_open=True)
         # The provider is failing everywhere: do not spend this account's check on it.
         raise Skip(f"{conn.provider['slug']} circuit is open") from None
     except ReauthRequired as error:
@@ -103,6 +105,7 @@ def check(services: Services, tenant_id: str, integration_id: str) -> dict[str, 
         return _record(conn, ok=False, error=f"{type(error).__name__}: {error.message}")
     finally:
         conn.record_usage()
+        metrics.breaker(conn.provider["slug"], is_open=circuit.current_state == pybreaker.STATE_OPEN)
     health = _record(conn, ok=True)
     if info.email and (conn.integration.get("userInfo") or {}).get("email") != info.email:
         conn.integrations.update_one(

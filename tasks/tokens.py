@@ -13,7 +13,7 @@ from typing import Any
 from celery import shared_task
 from redis.exceptions import LockError
 
-from mwap import audit, usage
+from mwap import audit, metrics, usage
 from mwap.crypto import integration_binding
 from mwap.ledger import now
 from mwap.store import Store, TenantCollection
@@ -27,6 +27,7 @@ from tasks.integrations import (
     tokens_of,
 )
 from tasks.providers import (
+    ProviderError,
     RateLimited,
     ReauthRequired,
     RetryPolicy,
@@ -100,6 +101,7 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
     try:
         fresh = client.refresh()
     except ReauthRequired as error:
+        metrics.token_refresh(provider["slug"], "invalid_grant")
         mark_error(
             services,
             tenant_id,
@@ -108,12 +110,22 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
             action="token.refresh_failed",
         )
         raise
+    except RateLimited:
+        metrics.token_refresh(provider["slug"], "rate_limited")
+        raise
+    except TransientProviderError:
+        metrics.token_refresh(provider["slug"], "timeout")
+        raise
+    except ProviderError:
+        metrics.token_refresh(provider["slug"], "error")
+        raise
     finally:
         if client.request_count:
             integrations.update_one(
                 {"_id": integration_id}, {"$inc": {"usage.totalRequests": client.request_count}}
             )
             usage.bump(services.redis, usage.PROVIDER_REQUESTS, tenant_id, client.request_count)
+    metrics.token_refresh(provider["slug"], "ok")
     ring = services.ring
     moment = now()
     update = {

@@ -114,7 +114,7 @@ def enqueue_job(
 ) -> dict:
     """Create a job the way the API does (ledger, lease, publish) without going through HTTP."""
     from mwap.enqueue import JobRequest, enqueue  # noqa: PLC0415
-    from worker.app import create_celery_app  # noqa: PLC0415
+    from worker.app import create_celery_app, publisher  # noqa: PLC0415
 
     producer = _producers.get(id(services.settings))
     if producer is None:
@@ -122,13 +122,10 @@ def enqueue_job(
             services.settings, include_tasks=False
         )
 
-    def publish(name: str, job_id: str, queue: str, headers: dict[str, str]) -> None:
-        producer.send_task(name, args=[job_id], task_id=job_id, queue=queue, headers=headers)
-
     [outcome] = enqueue(
         services.db,
         services.redis,
-        publish,
+        publisher(producer),
         [JobRequest(job_type, tenant_id, subject, params)],
         lease_ttl=services.settings.broker_visibility_timeout,
     )
@@ -215,4 +212,26 @@ def usage_day(db: Database, tenant_id: str, day: Any, **fields: Any) -> dict[str
         **fields,
     }
     db["usageDaily"].insert_one(doc)
+    return doc
+
+
+def job_document(
+    db: Database,
+    job_type: str,
+    tenant_id: str | None,
+    subject: dict[str, str] | None = None,
+    *,
+    created_at: datetime | None = None,
+    status: str = "queued",
+) -> dict[str, Any]:
+    """A ledger document written directly (no message published): for listing tests."""
+    from mwap import jobtypes, ledger  # noqa: PLC0415
+
+    doc = ledger.new_job(
+        job_type, tenant_id=tenant_id, subject=subject, queue=jobtypes.JOB_TYPES[job_type].queue.value
+    )
+    doc["status"] = status
+    if created_at is not None:
+        doc["createdAt"] = created_at
+    db["jobs"].insert_one(doc)
     return doc

@@ -13,6 +13,7 @@ import factories
 import hypothesis
 import pytest
 import schemathesis
+from api_support import forget_offline, offline_redis_url
 from flask import Flask
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
@@ -30,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api_thin.routes import ENDPOINTS
 from api_thin.routing import Endpoint
-from mwap.connections import mongo_db, redis_client
+from mwap.connections import mongo_db
 from mwap.indexes import ensure_indexes
 from mwap.settings import Settings
 
@@ -45,20 +46,20 @@ CHECKS = [
     negative_data_rejection,
     ignored_auth,
 ]
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 40
+SCHEMA_REDIS_DB = 15
 
 
 @pytest.fixture(scope="module")
 def isolated(settings: Settings) -> Iterator[Settings]:
-    base, _, _ = settings.redis_url.rpartition("/")
     update: dict[str, Any] = {
         "mongo_db": f"{settings.mongo_db}_schema",
-        "redis_url": f"{base}/15",
+        "redis_url": offline_redis_url(settings, SCHEMA_REDIS_DB),
         "rate_limit_per_minute": 0,
     }
     isolated = settings.model_copy(update=update)
     yield isolated
-    redis_client(isolated).flushdb()
+    forget_offline(settings, SCHEMA_REDIS_DB)
     mongo_db(isolated).client.drop_database(isolated.mongo_db)
 
 
@@ -74,7 +75,13 @@ def seeded(isolated: Settings, ring: Any) -> dict[str, str]:
     factories.virtual_file(db, integration, "/Docs/old.txt", deletedAt=datetime.now(UTC))
     today = datetime.now(UTC).date()
     for back in range(3):
-        factories.usage_day(db, tenant["_id"], today - timedelta(days=back), apiRequests=back, jobs={"system_echo": {"succeeded": 1}})
+        factories.usage_day(
+            db,
+            tenant["_id"],
+            today - timedelta(days=back),
+            apiRequests=back,
+            jobs={"system_echo": {"succeeded": 1}},
+        )
     return {"tenantId": tenant["_id"], "integrationId": integration["_id"]}
 
 
@@ -85,7 +92,9 @@ def schema_app(isolated: Settings, seeded: dict[str, str], admin_headers: dict[s
     app = create_app(isolated)
     app.testing = False
     response = app.test_client().post(
-        "/v1/jobs", json={"type": "tenant.aggregate_usage", "tenantId": seeded["tenantId"]}, headers=admin_headers
+        "/v1/jobs",
+        json={"type": "tenant.aggregate_usage", "tenantId": seeded["tenantId"]},
+        headers=admin_headers,
     )
     assert response.status_code == 202
     seeded["jobId"] = response.get_json()["id"]
@@ -104,7 +113,10 @@ def _label(endpoint: Endpoint) -> str:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=_label)
 def test_operation_matches_its_description(
-    endpoint: Endpoint, api_schema: schemathesis.BaseSchema, seeded: dict[str, str], admin_headers: dict[str, str]
+    endpoint: Endpoint,
+    api_schema: schemathesis.BaseSchema,
+    seeded: dict[str, str],
+    admin_headers: dict[str, str],
 ) -> None:
     operation = api_schema.find_operation_by_label(_label(endpoint))
     if operation is None:
@@ -122,7 +134,9 @@ def test_operation_matches_its_description(
         positive = case.meta is None or case.meta.generation.mode.is_positive
         if case.path_parameters and positive and endpoint.method != "DELETE":
             # Drawn ids rarely exist: ask again for the seeded ones, so real answers get checked too.
-            case.path_parameters = {name: seeded.get(name, value) for name, value in case.path_parameters.items()}
+            case.path_parameters = {
+                name: seeded.get(name, value) for name, value in case.path_parameters.items()
+            }
             case.call_and_validate(headers=admin_headers, checks=CHECKS)
 
     conforms()

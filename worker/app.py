@@ -1,5 +1,7 @@
 """The Celery app factory. Configuration comes from one Settings object; nothing here runs jobs."""
 
+from collections.abc import Callable
+
 from celery import Celery
 from kombu import Queue as KombuQueue
 
@@ -72,3 +74,12 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
     )
     signals.install(app, worker=include_tasks)  # logs, metrics, Sentry; producers only stamp messages
     return app
+
+
+def publisher(app: Celery) -> Callable[[str, str, str, dict[str, str]], None]:
+    """The one way a job is published: by task name, its id the only argument and the task id."""
+
+    def publish(task_name: str, job_id: str, queue: str, headers: dict[str, str]) -> None:
+        app.send_task(task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers)
+
+    return publish

@@ -15,6 +15,7 @@ from mwap import jobtypes, leases, ledger, logs
 from mwap.connections import mongo_db, redis_client
 from mwap.crypto import KeyRing
 from mwap.settings import Settings
+from worker.app import publisher
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class JobTask(Task):
             )
             self.request.mwap_lease_key = None  # handed over: this job's end must not release it
         self.db()[ledger.COLLECTION].insert_one(draft)
-        self.app.send_task(job.type, args=[draft["_id"]], task_id=draft["_id"], queue=job_type.queue.value)
+        publisher(self.app)(job.type, draft["_id"], job_type.queue.value, {})
         return draft["_id"]
 
     def _take_tenant_slot(self, doc: dict[str, Any]) -> bool:

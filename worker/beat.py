@@ -6,12 +6,21 @@ never seen is due at once; entries already known keep their last run, so a resta
 takeover neither repeats nor skips a tick.
 """
 
+import os
+import socket
 from typing import Any
 
 from redbeat import RedBeatScheduler
 
+from mwap import metrics
+
 
 class Scheduler(RedBeatScheduler):
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        # Only the lock holder ticks: a standby blocks on the lock until the leader's lapses.
+        metrics.scheduler_leader(f"{socket.gethostname()}:{os.getpid()}", is_leader=True)
+        return super().tick(*args, **kwargs)
+
     def update_from_dict(self, dict_: dict[str, Any]) -> None:
         for name, definition in dict_.items():
             key = self.Entry.generate_key(self.app, name)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Self
 
 import requests
 
+from mwap import metrics
 from tasks.providers.http import DEFAULT_TIMEOUT, RetryPolicy, Timeout, parse_retry_after, process_session
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +255,21 @@ REFRESH_AHEAD = 60.0
 THROTTLE_STATUSES = frozenset({429, 503})
 
 
+def _outcome(error: ProviderError) -> str:
+    """The metrics outcome of a failed call (a fixed set; see mwap.metrics.PROVIDER_OUTCOMES)."""
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    if isinstance(error, AuthExpired):
+        return "auth_expired"
+    if isinstance(error, ReauthRequired):
+        return "reauth_required"
+    if isinstance(error, TransientProviderError):
+        return "server_error"
+    if error.status == 404:
+        return "not_found"
+    return "error"
+
+
 class ProviderClient(ABC):
     """One integration's view of a provider: ``refresh``, ``account`` and ``changes``."""
 
@@ -415,17 +431,21 @@ class ProviderClient(ABC):
             try:
                 response = self.session.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
             except requests.ConnectTimeout as exc:
+                metrics.provider_call(self.slug, "timeout")
                 # urllib3 already retried the connect (http.py); more tries would only stack timeouts.
                 raise TransientProviderError(f"connect timeout: {exc}") from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
+                metrics.provider_call(self.slug, "timeout" if isinstance(exc, requests.Timeout) else "error")
                 if last_try or not idempotent:
                     raise TransientProviderError(f"{type(exc).__name__}: {exc}") from exc
                 self._sleep(self._retry.backoff(attempt))
                 continue
             if response.status_code < 400:
+                metrics.provider_call(self.slug, "ok")
                 return response
 
             error = self._error_for(response, bearer=bearer, attempt=attempt)
+            metrics.provider_call(self.slug, _outcome(error))
             response.close()
             if isinstance(error, RateLimited):
                 if last_try or error.retry_after > self._retry.max_inline_wait:

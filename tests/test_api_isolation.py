@@ -1,0 +1,140 @@
+"""Tenant isolation: every endpoint that takes an id answers another tenant's id as a missing one."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import factories
+import pytest
+from api_support import assert_problem, forget_offline, offline_app, tenant_with_key
+from flask import Flask
+from flask.testing import FlaskClient
+from pymongo.database import Database
+
+from mwap import apikeys
+from mwap.settings import Settings
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    url: str  # {tenant}, {integration}, {job}: tenant B's ids
+    body: dict[str, Any] | None = None
+    admin_status: int = 200
+
+
+CASES = [
+    Case("GET", "/v1/jobs/{job}"),
+    Case("GET", "/v1/jobs?tenantId={tenant}"),
+    Case("POST", "/v1/jobs", {"type": "integration.sync_files", "integrationId": "{integration}"}, 202),
+    Case("POST", "/v1/jobs", {"type": "tenant.aggregate_usage", "tenantId": "{tenant}"}, 202),
+    Case(
+        "POST",
+        "/v1/jobs/batch",
+        {"jobs": [{"type": "integration.health_check", "integrationId": "{integration}"}]},
+        202,
+    ),
+    Case("GET", "/v1/integrations?tenantId={tenant}"),
+    Case("GET", "/v1/integrations/{integration}"),
+    Case("DELETE", "/v1/integrations/{integration}", admin_status=204),
+    Case("GET", "/v1/integrations/{integration}/files"),
+    Case("POST", "/v1/integrations/{integration}/sync", admin_status=202),
+    Case("POST", "/v1/integrations/{integration}/refresh", {"force": True}, 202),
+    Case("POST", "/v1/integrations/{integration}/health-check", admin_status=202),
+    Case(
+        "POST",
+        "/v1/integrations",
+        {
+            "tenantId": "{tenant}",
+            "providerSlug": "google-drive",
+            "accessToken": "at",
+            "expiresAt": "2030-01-01T00:00:00Z",
+        },
+        201,
+    ),
+    Case("GET", "/v1/tenants/{tenant}"),
+    Case("GET", "/v1/tenants/{tenant}/usage"),
+    Case("POST", "/v1/tenants/{tenant}/aggregate", admin_status=202),
+    Case("POST", "/v1/tenants/{tenant}/retention", {"dryRun": True}, 202),
+]
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
+    return value
+
+
+def _call(client: FlaskClient, case: Case, ids: dict[str, str], headers: dict[str, str]) -> Any:
+    kwargs: dict[str, Any] = {"headers": headers}
+    if case.body is not None:
+        kwargs["json"] = _fill(case.body, ids)
+    return client.open(_fill(case.url, ids), method=case.method, **kwargs)
+
+
+def _footprint(db: Database, tenant_id: str, integration_id: str) -> tuple[Any, ...]:
+    """What a request about tenant B could change."""
+    return (
+        db["jobs"].count_documents({"tenantId": tenant_id}),
+        db["cloudIntegrations"].count_documents({"tenantId": tenant_id}),
+        db["cloudIntegrations"].find_one({"_id": integration_id}, {"_id": 1}) is not None,
+        db["virtualFiles"].count_documents({"tenantId": tenant_id, "deletedAt": None}),
+        db["auditLogs"].count_documents({"tenantId": tenant_id}),
+    )
+
+
+@pytest.fixture(scope="module")
+def offline(settings: Settings) -> Iterator[Flask]:
+    yield offline_app(settings)
+    forget_offline(settings)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.url}")
+def test_another_tenants_ids_are_404_and_change_nothing(
+    case: Case, offline: Flask, db: Database, ring: Any, admin_headers: dict[str, str]
+) -> None:
+    client = offline.test_client()
+    factories.provider(db, ring)
+    tenant_a, headers_a = tenant_with_key(db)
+    tenant_b = factories.tenant(db)
+    integration = factories.integration(db, ring, tenant_b["_id"])
+    factories.virtual_file(db, integration, "/b.txt")
+    factories.usage_day(db, tenant_b["_id"], datetime.now(UTC).date() - timedelta(days=1))
+    job = factories.job_document(db, "tenant.apply_retention", tenant_b["_id"], {"tenantId": tenant_b["_id"]})
+    ids = {"tenant": tenant_b["_id"], "integration": integration["_id"], "job": job["_id"]}
+
+    before = _footprint(db, tenant_b["_id"], integration["_id"])
+    foreign = assert_problem(_call(client, case, ids, headers_a), 404, "not-found")
+    assert _footprint(db, tenant_b["_id"], integration["_id"]) == before
+    # Exactly the answer for an id that does not exist at all.
+    missing = {"tenant": "ten-missing", "integration": "int-missing", "job": "job-missing"}
+    absent = assert_problem(_call(client, case, missing, headers_a), 404, "not-found")
+    assert foreign["title"] == absent["title"]
+    assert db["jobs"].count_documents({"tenantId": tenant_a["_id"]}) == 0
+
+    key_id = apikeys.find_live(db, headers_a["Authorization"].removeprefix("Bearer "))["_id"]
+    apikeys.revoke(db, key_id, actor=factories.ACTOR)
+    assert_problem(_call(client, case, ids, headers_a), 401, "unauthorized")
+
+    response = _call(client, case, ids, admin_headers)
+    assert response.status_code == case.admin_status, response.get_data(as_text=True)
+
+
+def test_tenant_key_still_works_on_its_own_ids(offline: Flask, db: Database, ring: Any) -> None:
+    client = offline.test_client()
+    tenant, headers = tenant_with_key(db)
+    integration = factories.integration(db, ring, tenant["_id"])
+    job = factories.job_document(db, "tenant.apply_retention", tenant["_id"], {"tenantId": tenant["_id"]})
+    ids = {"tenant": tenant["_id"], "integration": integration["_id"], "job": job["_id"]}
+    for case in CASES:
+        if case.method == "DELETE":
+            continue
+        response = _call(client, case, ids, headers)
+        # 200: an earlier case already queued that job for this subject.
+        expected = {case.admin_status, 200} if case.admin_status == 202 else {case.admin_status}
+        assert response.status_code in expected, (case, response.get_data(as_text=True))
