@@ -15,6 +15,8 @@ DISPATCHERS: dict[str, str] = {
     "dispatch.integration.sync_files": "sync_interval",
     "dispatch.tenant.aggregate_usage": "usage_aggregation_interval",
     "dispatch.tenant.apply_retention": "retention_interval",
+    # Not a dispatcher: resends ledger jobs the broker lost (tasks/reconcile.py).
+    "system.reconcile": "reconcile_interval",
 }
 
 

@@ -90,6 +90,7 @@ ENDPOINTS: list[Endpoint] = [
         "jobs",
         {200: Out(JobPage, "A page.")},
         query=JobListQuery,
+        errors=(404,),  # a tenant key naming another tenant
     ),
     Endpoint(
         "GET",

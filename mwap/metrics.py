@@ -223,7 +223,7 @@ _KOMBU_PRIORITY_SEPARATOR = "\x06\x16"
 _KOMBU_PRIORITY_STEPS = (3, 6, 9)
 
 
-def _queue_keys(queue: str) -> list[str]:
+def queue_keys(queue: str) -> list[str]:
     return [queue, *(f"{queue}{_KOMBU_PRIORITY_SEPARATOR}{step}" for step in _KOMBU_PRIORITY_STEPS)]
 
 
@@ -237,14 +237,14 @@ def queue_stats(client: redis.Redis, queues: Iterable[str]) -> dict[str, tuple[i
     queues = list(queues)
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        for key in _queue_keys(queue):
+        for key in queue_keys(queue):
             pipe.llen(key)
             pipe.lindex(key, -1)
     replies = iter(pipe.execute())
     stats: dict[str, tuple[int, float | None]] = {}
     for queue in queues:
         depth, oldest = 0, None
-        for _key in _queue_keys(queue):
+        for _key in queue_keys(queue):
             length, raw = next(replies), next(replies)
             depth += int(length or 0)
             sent_at = _sent_at(raw)

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     provider_read_timeout: float = Field(default=20.0, gt=0)
     provider_max_inline_wait: float = Field(default=5.0, ge=0)  # longer Retry-After: re-enqueue
     beat_lock_timeout: int = Field(default=30, ge=5)  # leader lease; a standby takes over after it
-    stale_job_after: int = Field(default=1800, ge=60)  # reconciler: open jobs older than this
+    stale_job_after: int = Field(default=600, ge=1)  # reconciler: open jobs untouched this long
+    max_resends: int = Field(default=5, ge=1)  # reconciler: then the job is failed as lost
 
     # Task execution, seconds. The broker's visibility timeout must outlast the longest task,
     # or Redis hands a still-running job to a second worker.

@@ -5,17 +5,17 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import factories
 import pytest
 from pymongo.database import Database
 
-import factories
 from ops.fake_providers.control import FakeProviders
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
 @pytest.fixture
-def mwap(stack_env: dict[str, str]):  # noqa: ANN201 - a runner
+def mwap(stack_env: dict[str, str]):
     def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-m", "mwap.cli", *args],
@@ -59,19 +59,19 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_every_subcommand_has_help(mwap, command: list[str]) -> None:  # noqa: ANN001
+def test_every_subcommand_has_help(mwap, command: list[str]) -> None:
     result = mwap(*command, "--help")
     assert result.stdout.startswith("Usage: ")
     assert " ".join(command) in result.stdout.splitlines()[0]
     assert len(result.stdout.splitlines()) > 3
 
 
-def test_db_init_is_idempotent(mwap, db: Database) -> None:  # noqa: ANN001 - db: indexes made by the fixture
+def test_db_init_is_idempotent(mwap, db: Database) -> None:
     assert as_json(mwap("--json", "db", "init")) == {"created": [], "missing": []}
     assert as_json(mwap("db", "init", "--json")) == {"created": [], "missing": []}
 
 
-def test_registration_keys_and_jobs(mwap, db: Database, fake: FakeProviders) -> None:  # noqa: ANN001
+def test_registration_keys_and_jobs(mwap, db: Database, fake: FakeProviders) -> None:
     tenant = as_json(mwap("--json", "tenants", "add", "--name", "CLI Co", "--retention-days", "10"))
     tenant_id = tenant["_id"]
     assert db["tenants"].find_one({"_id": tenant_id})["settings"]["retentionDays"] == 10
@@ -156,14 +156,14 @@ def test_registration_keys_and_jobs(mwap, db: Database, fake: FakeProviders) -> 
     assert set(dry[tenant_id]["wouldRemove"]) == {"auditLogs", "jobs", "virtualFiles"}
 
 
-def test_queues_reports_depth_and_workers(mwap, worker) -> None:  # noqa: ANN001
+def test_queues_reports_depth_and_workers(mwap, worker) -> None:
     data = as_json(mwap("--json", "queues"))
     assert set(data["queues"]) == {"default", "sync", "maintenance"}
     assert all(row["depth"] >= 0 for row in data["queues"].values())
     assert worker.hostname in data["workers"]
 
 
-def test_demo_seed_is_idempotent(mwap, db: Database, fake: FakeProviders) -> None:  # noqa: ANN001
+def test_demo_seed_is_idempotent(mwap, db: Database, fake: FakeProviders) -> None:
     first = as_json(mwap("--json", "demo", "seed", "--providers-url", fake.base_url))
     second = as_json(
         mwap(
@@ -181,7 +181,7 @@ def test_demo_seed_is_idempotent(mwap, db: Database, fake: FakeProviders) -> Non
     assert db["apiKeys"].count_documents({"tenantId": {"$in": first["tenants"]}, "revokedAt": None}) == 2
 
 
-def test_keys_generate_and_missing_settings(mwap, stack_env: dict[str, str]) -> None:  # noqa: ANN001
+def test_keys_generate_and_missing_settings(mwap, stack_env: dict[str, str]) -> None:
     entry = mwap("keys", "generate", "--kid", "k9").stdout.strip()
     assert entry.startswith("k9:")
     env = {k: v for k, v in stack_env.items() if k != "MWAP_MONGO_URL"}

@@ -158,11 +158,11 @@ def test_tenant_dispatch_and_refresh_query(isolated) -> None:
     assert result == {"due": 2, "enqueued": 2}  # expiring soon, and idle for over 24 h; not the cooling one
 
 
-def test_dispatchers_are_on_the_beat_schedule(settings: Settings) -> None:
+def test_dispatchers_and_the_reconciler_are_on_the_beat_schedule(settings: Settings) -> None:
     import beat_schedule  # noqa: PLC0415
 
     schedule = beat_schedule.build_schedule(settings)
-    assert set(schedule) == {
+    dispatchers = {
         f"dispatch.{name}"
         for name in (
             "integration.health_check",
@@ -172,6 +172,7 @@ def test_dispatchers_are_on_the_beat_schedule(settings: Settings) -> None:
             "tenant.apply_retention",
         )
     }
+    assert set(schedule) == dispatchers | {"system.reconcile"}
     entry = schedule["dispatch.integration.sync_files"]
     assert entry["schedule"] == settings.sync_interval
     assert entry["options"]["expires"] == settings.sync_interval

@@ -18,6 +18,7 @@ TASK_MODULES = [
     "tasks.analytics",
     "tasks.retention",
     "tasks.dispatch",
+    "tasks.reconcile",
 ]
 
 

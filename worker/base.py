@@ -1,15 +1,20 @@
 """The base class of every job task: the message carries a job id, the ledger follows the job."""
 
+import contextlib
 import functools
 import logging
+import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pymongo.errors
 from celery import Task
 from pymongo.database import Database
 from redis import Redis
+from redis import exceptions as redis_exceptions
 
 from mwap import jobtypes, leases, ledger, logs
 from mwap.connections import mongo_db, redis_client
@@ -76,6 +81,24 @@ def services_of(app: Any) -> Services:
     return Services(settings, mongo_db(settings), redis_client(settings), key_ring(settings))
 
 
+# MongoDB or Redis unreachable: a job meeting these is retried, never failed for them.
+INFRA_ERRORS: tuple[type[BaseException], ...] = (
+    pymongo.errors.ConnectionFailure,
+    redis_exceptions.ConnectionError,
+    redis_exceptions.TimeoutError,
+)
+
+
+@contextlib.contextmanager
+def _tolerating_outage(hook: str, job_id: str) -> Iterator[None]:
+    try:
+        yield
+    except INFRA_ERRORS as error:
+        logger.warning(
+            "%s of job %s could not reach storage (%s); the reconciler will finish it", hook, job_id, error
+        )
+
+
 class PoisonJobError(Exception):
     """A job whose deliveries keep ending without an outcome (its worker dies every time)."""
 
@@ -109,7 +132,8 @@ class JobTask(Task):
         if wanted is None:
             step = min(cap, 5 * 2**self.request.retries)
             wanted = step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not crypto
-        return min(float(wanted), cap)
+        # At least a second: the retry must not overtake this delivery's release of the job.
+        return max(1.0, min(float(wanted), cap))
 
     def continue_later(self, job: Job, *, params: dict[str, Any]) -> str:
         """Enqueue this job's continuation (same type and subject), handing it this job's lease."""
@@ -122,7 +146,11 @@ class JobTask(Task):
         if job.lease_key:
             draft["leaseKey"] = job.lease_key
             leases.take_over(
-                redis_client(settings), job.lease_key, job.id, draft["_id"], settings.broker_visibility_timeout
+                redis_client(settings),
+                job.lease_key,
+                job.id,
+                draft["_id"],
+                settings.broker_visibility_timeout,
             )
             self.request.mwap_lease_key = None  # handed over: this job's end must not release it
         self.db()[ledger.COLLECTION].insert_one(draft)
@@ -152,6 +180,29 @@ class JobTask(Task):
     def __call__(self, job_id: str) -> Any:
         request = self.request
         request.mwap_skip = True
+        try:
+            return self._execute(job_id)
+        except INFRA_ERRORS as error:
+            # MongoDB or Redis is unreachable: not the job's fault. Try again later; if even the
+            # re-publish fails, the ledger still says the job is open and the reconciler resends it.
+            request.mwap_skip = True
+            logger.warning("job %s: infrastructure unavailable (%s); retrying", job_id, type(error).__name__)
+            raise self.retry(exc=error, countdown=self.backoff(error), max_retries=None) from None
+
+    def _execute(self, job_id: str) -> Any:
+        request = self.request
+        settings = self.app.mwap_settings
+        redis = redis_client(settings)
+        # One execution of a job at a time, even if its message was delivered twice (a broker
+        # restore, or the reconciler's resend racing a slow worker).
+        request.mwap_exec_key = f"mwap:exec:{job_id}"
+        owner = f"{request.hostname}:{os.getpid()}:{request.delivery_info.get('delivery_tag', '')}"
+        if not redis.set(request.mwap_exec_key, owner, nx=True, ex=settings.task_time_limit + 30):
+            request.mwap_exec_key = None
+            return self._requeue(
+                job_id, countdown=min(60.0, settings.task_time_limit / 4), why="already executing"
+            )
+        request.mwap_exec_owner = owner
         doc = ledger.start(self.db(), job_id, worker=request.hostname or "unknown")
         if doc is None:
             logger.info("job %s is final or unknown; nothing to do", job_id)
@@ -160,9 +211,7 @@ class JobTask(Task):
         if not self._take_tenant_slot(doc):
             # The tenant has its share of workers busy: step aside for other tenants' jobs.
             ledger.defer(self.db(), job_id)
-            self.apply_async(args=[job_id], task_id=job_id, countdown=random.uniform(1, 5), queue=doc["queue"])  # noqa: S311
-            logger.info("job %s deferred: tenant %s at its running-job cap", job_id, doc["tenantId"])
-            return None
+            return self._requeue(job_id, countdown=random.uniform(1, 5), why="tenant at its running-job cap")  # noqa: S311
         request.mwap_skip = False
         request.mwap_started_at = doc["startedAt"]
         request.mwap_lease_key = doc.get("leaseKey")
@@ -173,14 +222,34 @@ class JobTask(Task):
             )
         return self.run(Job.from_document(doc))
 
+    def _requeue(self, job_id: str, *, countdown: float, why: str) -> None:
+        """Send the job's message again for later and finish this delivery without an outcome."""
+        queue = (self.request.delivery_info or {}).get("routing_key") or jobtypes.JOB_TYPES[
+            self.name
+        ].queue.value
+        self.apply_async(args=[job_id], task_id=job_id, countdown=countdown, queue=queue)
+        logger.info("job %s put back for %.0fs: %s", job_id, countdown, why)
+
     def _started_at(self) -> datetime | None:
         return getattr(self.request, "mwap_started_at", None)
 
     def after_return(  # noqa: PLR0917 - Celery's hook signature
         self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any
     ) -> None:
-        if args:
-            self._release_tenant_slot(args[0])
+        self._let_go(task_id, args)
+
+    def _let_go(self, task_id: str, args: tuple) -> None:
+        """Release what this delivery held: its tenant slot and the job's execution lock.
+
+        Called from after_return, and from on_retry, since Celery skips after_return on a retry.
+        """
+        with _tolerating_outage("release", task_id):
+            if args:
+                self._release_tenant_slot(args[0])
+            exec_key = getattr(self.request, "mwap_exec_key", None)
+            if exec_key:
+                self.request.mwap_exec_key = None
+                leases.release(redis_client(self.app.mwap_settings), exec_key, self.request.mwap_exec_owner)
 
     def _release_lease(self, job_id: str) -> None:
         """The job is final: free its (type, subject) lease so the next run can be enqueued."""
@@ -188,17 +257,26 @@ class JobTask(Task):
         if lease_key:
             leases.release(redis_client(self.app.mwap_settings), lease_key, job_id)
 
+    # The hooks write the ledger. If MongoDB or Redis is down at that moment, the job stays open
+    # in the ledger and the reconciler (system.reconcile) brings it to an end later.
+
     def on_success(self, retval: Any, task_id: str, args: tuple, kwargs: dict) -> None:
         if getattr(self.request, "mwap_skip", False):
             return
-        ledger.succeed(self.db(), args[0], retval, started_at=self._started_at())
-        self._release_lease(args[0])
+        with _tolerating_outage("on_success", task_id):
+            ledger.succeed(self.db(), args[0], retval, started_at=self._started_at())
+            self._release_lease(args[0])
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        ledger.retrying(self.db(), args[0], ledger.error_summary(exc))
+        self._let_go(task_id, args)
+        if isinstance(exc, INFRA_ERRORS) and getattr(self.request, "mwap_skip", False):
+            return  # never started: nothing for the ledger to say
+        with _tolerating_outage("on_retry", task_id):
+            ledger.retrying(self.db(), args[0], ledger.error_summary(exc))
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        if not args:
-            return
-        ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=self._started_at())
-        self._release_lease(args[0])
+        if not args or isinstance(exc, INFRA_ERRORS):
+            return  # left open in the ledger on purpose: the reconciler resends it
+        with _tolerating_outage("on_failure", task_id):
+            ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=self._started_at())
+            self._release_lease(args[0])

@@ -1,0 +1,108 @@
+"""``system.reconcile``: MongoDB holds the truth about jobs; the broker may lose messages.
+
+A broker restarted without its data, a worker killed with jobs in hand, a publish that failed
+after the ledger write: each leaves a ledger job open with no message that will ever run it.
+Every ``reconcile_interval`` beat runs this pass, which finds open jobs untouched for
+``stale_job_after`` seconds and resends those that are neither waiting in the broker nor held by
+a live worker. A job resent ``max_resends`` times is failed as lost, so nothing loops forever.
+Resending is safe: a job runs once at a time (the execution lock in worker/base.py) and a message
+for a job that is already final does nothing.
+"""
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from redis import Redis
+
+from mwap import jobtypes, ledger
+from mwap.ledger import now
+from mwap.metrics import queue_keys
+from worker.app import publisher
+from worker.base import Services, services_of
+
+logger = logging.getLogger(__name__)
+
+BATCH = 1000
+BROKER_SCAN_LIMIT = 50_000  # beyond this many waiting messages, assume stale queued jobs are in there
+UNACKED = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
+
+
+def broker_job_ids(redis: Redis) -> set[str] | None:
+    """Ids of jobs whose message waits in a queue or is held unacknowledged; None if too many to scan."""
+    keys = [key for queue in jobtypes.Queue for key in queue_keys(queue.value)]
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.llen(key)
+    pipe.hlen(UNACKED)
+    if sum(int(n or 0) for n in pipe.execute()) > BROKER_SCAN_LIMIT:
+        return None
+    raw_messages = [raw for key in keys for raw in redis.lrange(key, 0, -1)]
+    raw_messages += [json.loads(entry)[0] for entry in redis.hvals(UNACKED)]
+    ids = set()
+    for raw in raw_messages:
+        message = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        job_id = (message.get("headers") or {}).get("id")
+        if job_id:
+            ids.add(job_id)
+    return ids
+
+
+def live_workers(app: Any) -> set[str]:
+    return {name for reply in app.control.ping(timeout=1.0) or [] for name in reply}
+
+
+def reconcile(services: Services, app: Any) -> dict[str, int]:
+    """One pass; returns how many open jobs were looked at, resent and failed as lost."""
+    settings = services.settings
+    moment = now()
+    jobs = services.db[ledger.COLLECTION]
+    stale = list(
+        jobs.find(
+            {
+                "status": {"$in": ledger.OPEN},
+                "createdAt": {"$lt": moment - timedelta(seconds=settings.stale_job_after)},
+            },
+            {"type": 1, "status": 1, "queue": 1, "worker": 1, "startedAt": 1, "resends": 1, "reconciledAt": 1},
+        ).limit(BATCH)
+    )
+    counts = {"stale": len(stale), "resent": 0, "lost": 0}
+    if not stale:
+        return counts
+    waiting = broker_job_ids(services.redis)
+    alive = live_workers(app)
+    run_limit = timedelta(seconds=settings.task_time_limit + 30)
+    publish = publisher(app)
+    for job in stale:
+        job_id = job["_id"]
+        touched = job.get("reconciledAt") or job.get("startedAt")
+        if touched is not None and touched > moment - timedelta(seconds=settings.stale_job_after):
+            continue  # resent or started recently: give it time
+        if job["status"] == ledger.Status.RUNNING.value:
+            started = job.get("startedAt")
+            if job.get("worker") in alive and started is not None and started > moment - run_limit:
+                continue  # still within its time limit on a live worker
+            # Its worker is gone: the execution lock it held will never be released by it.
+            holder = services.redis.get(f"mwap:exec:{job_id}")
+            if holder is not None and holder.decode().split(":", 1)[0] not in alive:
+                services.redis.delete(f"mwap:exec:{job_id}")
+        elif waiting is None or job_id in waiting:
+            continue  # its message is still in the broker (or we could not afford to look)
+        if int(job.get("resends") or 0) >= settings.max_resends:
+            if ledger.fail(services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}):
+                counts["lost"] += 1
+            continue
+        jobs.update_one({"_id": job_id}, {"$inc": {"resends": 1}, "$set": {"reconciledAt": moment}})
+        queue = job.get("queue") or jobtypes.JOB_TYPES[job["type"]].queue.value
+        publish(job["type"], job_id, queue, {})
+        counts["resent"] += 1
+    if counts["resent"] or counts["lost"]:
+        logger.warning("reconcile: %(stale)d stale open jobs, %(resent)d resent, %(lost)d failed as lost", counts)
+    return counts
+
+
+@shared_task(bind=True, name="system.reconcile", acks_late=True, ignore_result=True)
+def reconcile_task(self: Any) -> dict[str, int]:
+    return reconcile(services_of(self.app), self.app)
