@@ -4,6 +4,7 @@ MongoClient is not fork-safe, so clients are cached per process id: a prefork wo
 gunicorn worker that inherits a parent's cache builds its own on first use.
 """
 
+import atexit
 import os
 import threading
 
@@ -16,6 +17,23 @@ from mwap.settings import Settings
 _lock = threading.Lock()
 _mongo: dict[tuple[int, str], pymongo.MongoClient] = {}
 _redis: dict[tuple[int, str], redis.Redis] = {}
+
+
+def close_all() -> None:
+    """Close this process's clients (registered at exit, so interpreter shutdown stays quiet)."""
+    pid = os.getpid()
+    with _lock:
+        for (owner, _), client in list(_mongo.items()):
+            if owner == pid:
+                client.close()
+        _mongo.clear()
+        for (owner, _), redis_conn in list(_redis.items()):
+            if owner == pid:
+                redis_conn.close()
+        _redis.clear()
+
+
+atexit.register(close_all)
 
 
 def mongo_client(settings: Settings) -> pymongo.MongoClient:

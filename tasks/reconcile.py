@@ -11,7 +11,8 @@ for a job that is already final does nothing.
 
 import json
 import logging
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
@@ -28,10 +29,16 @@ logger = logging.getLogger(__name__)
 BATCH = 1000
 BROKER_SCAN_LIMIT = 50_000  # beyond this many waiting messages, assume stale queued jobs are in there
 UNACKED = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
+UNACKED_INDEX = "unacked_index"  # ... and their delivery times
 
 
-def broker_job_ids(redis: Redis) -> set[str] | None:
-    """Ids of jobs whose message waits in a queue or is held unacknowledged; None if too many to scan."""
+def broker_job_ids(redis: Redis, *, held_for: float) -> set[str] | None:
+    """Ids of jobs whose message waits in a queue or is held by a worker; None if too many to scan.
+
+    A message held unacknowledged counts only while its delivery is recent (under ``held_for``
+    seconds) or its ETA is still ahead (a retry's countdown): one held longer belongs to a worker
+    that died with it, and Redis would only give it back after the visibility timeout.
+    """
     keys = [key for queue in jobtypes.Queue for key in queue_keys(queue.value)]
     pipe = redis.pipeline(transaction=False)
     for key in keys:
@@ -39,15 +46,24 @@ def broker_job_ids(redis: Redis) -> set[str] | None:
     pipe.hlen(UNACKED)
     if sum(int(n or 0) for n in pipe.execute()) > BROKER_SCAN_LIMIT:
         return None
-    raw_messages = [raw for key in keys for raw in redis.lrange(key, 0, -1)]
-    raw_messages += [json.loads(entry)[0] for entry in redis.hvals(UNACKED)]
     ids = set()
-    for raw in raw_messages:
-        message = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
-        job_id = (message.get("headers") or {}).get("id")
-        if job_id:
-            ids.add(job_id)
+    for key in keys:
+        for raw in redis.lrange(key, 0, -1):
+            ids.add(_job_id(json.loads(raw)))
+    delivered = {tag.decode(): score for tag, score in redis.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
+    cutoff = time.time() - held_for
+    for tag, entry in redis.hgetall(UNACKED).items():
+        message = json.loads(entry)[0]  # kombu stores [message, exchange, routing key]
+        eta = (message.get("headers") or {}).get("eta")
+        ahead = eta is not None and datetime.fromisoformat(eta).timestamp() > time.time()
+        if ahead or delivered.get(tag.decode(), time.time()) > cutoff:
+            ids.add(_job_id(message))
+    ids.discard(None)
     return ids
+
+
+def _job_id(message: dict[str, Any]) -> str | None:
+    return (message.get("headers") or {}).get("id")
 
 
 def live_workers(app: Any) -> set[str]:
@@ -71,7 +87,7 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
     counts = {"stale": len(stale), "resent": 0, "lost": 0}
     if not stale:
         return counts
-    waiting = broker_job_ids(services.redis)
+    waiting = broker_job_ids(services.redis, held_for=settings.stale_job_after)
     alive = live_workers(app)
     run_limit = timedelta(seconds=settings.task_time_limit + 30)
     publish = publisher(app)

@@ -1,6 +1,7 @@
 """system.reconcile: ledger jobs the broker lost are resent; live ones are left alone."""
 
 import json
+import time
 from datetime import timedelta
 
 import factories
@@ -69,8 +70,8 @@ def test_jobs_still_in_the_broker_or_on_a_live_worker_are_left_alone(
 ) -> None:
     waiting = lost_job(db)
     # Its message is held, unacknowledged, by some worker (kombu's "unacked" hash).
-    message = json.dumps({"headers": {"id": waiting["_id"]}})
-    quick.redis.hset("unacked", "test-tag", json.dumps([message, "", "default"]))
+    quick.redis.hset("unacked", "test-tag", json.dumps([{"headers": {"id": waiting["_id"]}}, "", "default"]))
+    quick.redis.zadd("unacked_index", {"test-tag": time.time()})
     running = lost_job(db, status="running", worker=worker.hostname, startedAt=now() - timedelta(seconds=30))
     try:
         reconcile.reconcile(quick, producer)
@@ -78,6 +79,7 @@ def test_jobs_still_in_the_broker_or_on_a_live_worker_are_left_alone(
         assert db["jobs"].find_one({"_id": running["_id"]}).get("resends") is None
     finally:
         quick.redis.hdel("unacked", "test-tag")
+        quick.redis.zrem("unacked_index", "test-tag")
         db["jobs"].delete_many({"_id": {"$in": [waiting["_id"], running["_id"]]}})
 
 
