@@ -117,7 +117,10 @@ def _operation(
                 "name": idempotency.HEADER,
                 "in": "header",
                 "required": False,
-                "description": "Replays within the retention window return the first answer; see the API guide.",
+                "description": (
+                    "Within 24 h, the same key and request get the first (2xx) answer again and nothing "
+                    "is enqueued twice; the same key with another request is 409. Scoped per tenant."
+                ),
                 "schema": {"type": "string", "pattern": idempotency.PATTERN},
             }
         )

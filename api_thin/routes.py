@@ -243,6 +243,7 @@ ENDPOINTS: list[Endpoint] = [
         "operations",
         {200: Out(None, "Metrics in the Prometheus text format.", media_type="text/plain")},
         auth=Auth.NONE,
+        errors=(503,),  # queue metrics read Redis
         name="metrics",
     ),
     Endpoint(

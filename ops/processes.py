@@ -236,7 +236,9 @@ def start_api(*, env: Mapping[str, str], log_dir: Path | None, port: int) -> Chi
 def start_flower(*, env: Mapping[str, str], log_dir: Path | None, port: int, basic_auth: str) -> Child:
     # Credentials travel in the environment (FLOWER_BASIC_AUTH), not argv, where `ps` would show them.
     argv = [PYTHON, "-m", "celery", "-A", CELERY_APP, "flower", f"--port={port}", "--address=127.0.0.1"]
-    child = spawn("flower", argv, env={**env, "FLOWER_BASIC_AUTH": basic_auth}, log_dir=log_dir)
+    # Flower is not ours to meter: keep its process metrics out of the platform's /metrics.
+    flower_env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    child = spawn("flower", argv, env={**flower_env, "FLOWER_BASIC_AUTH": basic_auth}, log_dir=log_dir)
     await_ready(child, lambda: tcp_open(port), timeout=60)
     return child
 

@@ -7,6 +7,7 @@ Sentry, and — in workers — bind ``jobId``/``jobType``/``requestId`` around e
 jobs by type and outcome.
 """
 
+import logging
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ def install(app: Celery, *, worker: bool) -> None:
         return
     _State.app = app
     signals.celeryd_init.connect(_on_worker_init)
+    signals.worker_ready.connect(_on_worker_ready)
     signals.beat_init.connect(_on_beat_init)
     signals.setup_logging.connect(_on_setup_logging)
     signals.worker_process_shutdown.connect(_on_process_shutdown)
@@ -65,6 +67,18 @@ def _on_worker_init(**_: Any) -> None:
     # tracers they build are instrumented.
     _State.component = "worker"
     init_sentry(_settings(), "worker")
+
+
+def _on_worker_ready(**_: Any) -> None:
+    # Say at start which indexes are missing (`mwap db init` creates them); never fatal.
+    from mwap.connections import mongo_db  # noqa: PLC0415
+    from mwap.indexes import warn_if_missing  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        warn_if_missing(mongo_db(settings), settings, "worker")
+    except Exception as error:  # noqa: BLE001 - MongoDB may be down at start; jobs retry on their own
+        logging.getLogger(__name__).warning("worker could not check indexes: %s", error)
 
 
 def _on_beat_init(**_: Any) -> None:
