@@ -88,6 +88,28 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
     )
     assert done["result"]["message"] == "smoke"
 
+    # Flower shows the job under its job type, with the id as its only argument (no secrets).
+    def flower_task() -> dict | None:
+        return requests.get(f"{flower}/api/task/info/{done['id']}", auth=auth, timeout=5).json()
+
+    task = wait_for(flower_task, timeout=30, what="task in Flower")
+    assert task["name"] == "system.echo"
+    assert task["args"] == f"['{done['id']}']"
+
+    # The demo: providers are the local fakes, and beat dispatches the demo integrations' jobs.
+    assert stack["providers"]["google-drive"].startswith(stack["providers"]["url"])
+    tenant_key = creds["tenantApiKeys"]["demo-acme"]
+
+    def demo_synced() -> bool:
+        files = requests.get(
+            f"{api}/v1/integrations/int-demo-google/files",
+            headers={"Authorization": f"Bearer {tenant_key}"},
+            timeout=5,
+        )
+        return files.status_code == 200 and len(files.json()["items"]) > 0
+
+    wait_for(demo_synced, timeout=90, what="demo integration synced by the schedule")
+
     tree = descendants(process.pid)
     assert len(tree) >= 6  # redis, mongo, two workers, beat, api, flower and their own children
     process.send_signal(signal.SIGTERM)
