@@ -7,6 +7,7 @@ gunicorn worker that inherits a parent's cache builds its own on first use.
 import atexit
 import os
 import threading
+from collections.abc import Callable
 
 import pymongo
 import redis
@@ -36,25 +37,32 @@ def close_all() -> None:
 atexit.register(close_all)
 
 
-def mongo_client(settings: Settings) -> pymongo.MongoClient:
-    """This process's MongoClient for ``settings.mongo_url``."""
-    key = (os.getpid(), settings.mongo_url)
-    client = _mongo.get(key)
+def _per_process[C](cache: dict[tuple[int, str], C], url: str, make: Callable[[], C]) -> C:
+    key = (os.getpid(), url)
+    client = cache.get(key)
     if client is None:
         with _lock:
-            client = _mongo.get(key)
+            client = cache.get(key)
             if client is None:
-                timeout = settings.mongo_timeout_ms
-                client = pymongo.MongoClient(
-                    settings.mongo_url,
-                    tz_aware=True,
-                    appname="mwap-tasks",
-                    serverSelectionTimeoutMS=timeout,
-                    connectTimeoutMS=timeout,
-                    socketTimeoutMS=max(timeout * 4, 20_000),
-                )
-                _mongo[key] = client
+                client = cache[key] = make()
     return client
+
+
+def mongo_client(settings: Settings) -> pymongo.MongoClient:
+    """This process's MongoClient for ``settings.mongo_url``."""
+    timeout = settings.mongo_timeout_ms
+    return _per_process(
+        _mongo,
+        settings.mongo_url,
+        lambda: pymongo.MongoClient(
+            settings.mongo_url,
+            tz_aware=True,
+            appname="mwap-tasks",
+            serverSelectionTimeoutMS=timeout,
+            connectTimeoutMS=timeout,
+            socketTimeoutMS=max(timeout * 4, 20_000),
+        ),
+    )
 
 
 def mongo_db(settings: Settings) -> Database:
@@ -64,17 +72,13 @@ def mongo_db(settings: Settings) -> Database:
 
 def redis_client(settings: Settings) -> redis.Redis:
     """This process's Redis client (a pool underneath) for ``settings.redis_url``."""
-    key = (os.getpid(), settings.redis_url)
-    client = _redis.get(key)
-    if client is None:
-        with _lock:
-            client = _redis.get(key)
-            if client is None:
-                client = redis.Redis.from_url(
-                    settings.redis_url,
-                    socket_timeout=settings.redis_timeout,
-                    socket_connect_timeout=settings.redis_timeout,
-                    health_check_interval=30,
-                )
-                _redis[key] = client
-    return client
+    return _per_process(
+        _redis,
+        settings.redis_url,
+        lambda: redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout,
+            socket_connect_timeout=settings.redis_timeout,
+            health_check_interval=30,
+        ),
+    )
