@@ -11,24 +11,14 @@ from mwap.connections import mongo_db, redis_client
 from mwap.crypto import KeyRing
 from mwap.settings import Settings
 
-# API settings read with a default until mwap.settings declares them (names: MWAP_ + upper case).
-API_DEFAULTS: dict[str, Any] = {
-    "rate_limit_per_minute": 100,  # tenant keys, per key; 0 turns rate limiting off
-    "rate_limit_burst": 20,  # requests a key may make at once before the per-minute pace applies
-    "admin_rate_limit_per_minute": 0,  # the admin key's own bucket; 0: the admin key is not limited
-    "api_batch_max": 100,  # jobs per POST /v1/jobs/batch
-    "idempotency_ttl": 24 * 3600,  # seconds an Idempotency-Key's first answer is kept
-    "cors_origins": "",  # comma-separated origins allowed to call the API from a browser
-}
-
 
 def settings() -> Settings:
     return current_app.config["MWAP_SETTINGS"]
 
 
 def setting(source: Settings, name: str) -> Any:
-    """An API setting, or its default when this version of Settings does not declare it."""
-    return getattr(source, name, API_DEFAULTS[name])
+    """A setting by name (the API's limits live in mwap.settings with the rest)."""
+    return getattr(source, name)
 
 
 def option(name: str) -> Any:

@@ -19,3 +19,19 @@ access_log_format = (
     '{"time":"%(t)s","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,'
     '"bytes":%(B)s,"durationMs":%(M)s,"requestId":"%({x-request-id}o)s"}'
 )
+
+
+def when_ready(server: object) -> None:
+    """Once at start: say which indexes are missing (`mwap db init` creates them). Never fatal."""
+    from mwap.connections import mongo_db  # noqa: PLC0415 - the master needs it only here
+    from mwap.indexes import missing_indexes  # noqa: PLC0415
+
+    try:
+        missing = missing_indexes(mongo_db(_settings), _settings)
+    except Exception as error:  # noqa: BLE001 - MongoDB may be down at start; /ready reports it
+        server.log.warning("api: could not check indexes: %s", error)  # type: ignore[attr-defined]
+        return
+    if missing:
+        server.log.warning(  # type: ignore[attr-defined]
+            "api: %d indexes missing (run `mwap db init`): %s", len(missing), ", ".join(missing)
+        )

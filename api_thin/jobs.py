@@ -138,24 +138,10 @@ def resolve(principal: Principal, targets: list[Target]) -> list[JobRequest]:
 
 
 def submit(requests: list[JobRequest]) -> list[Enqueued]:
-    """Enqueue ``requests``; a request repeating an earlier one's (type, subject) gets that job."""
-    first: dict[str, int] = {}
-    unique: list[JobRequest] = []
-    slots: list[tuple[int, bool]] = []  # per request: index into unique, whether it is a repeat
-    for job_request in requests:
-        lease_key = job_request.lease_key
-        if lease_key is not None and lease_key in first:
-            slots.append((first[lease_key], True))
-            continue
-        if lease_key is not None:
-            first[lease_key] = len(unique)
-        slots.append((len(unique), False))
-        unique.append(job_request)
     settings = context.settings()
-    outcomes = enqueue(
-        context.db(), context.redis(), context.publish, unique, lease_ttl=settings.broker_visibility_timeout
+    return enqueue(
+        context.db(), context.redis(), context.publish, requests, lease_ttl=settings.broker_visibility_timeout
     )
-    return [Enqueued(outcomes[i].job, created=False) if repeat else outcomes[i] for i, repeat in slots]
 
 
 def _location(job_id: str) -> str:

@@ -53,7 +53,34 @@ def enqueue(
     *,
     lease_ttl: int,
 ) -> list[Enqueued]:
-    """Create (or find the open twin of) each requested job; results in request order."""
+    """Create (or find the open twin of) each requested job; results in request order.
+
+    A request repeating an earlier one's (type, subject) in the same call gets that job.
+    """
+    first: dict[str, int] = {}
+    unique: list[JobRequest] = []
+    slots: list[tuple[int, bool]] = []  # per request: its index in unique, and whether a repeat
+    for request in requests:
+        lease_key = request.lease_key
+        if lease_key is not None and lease_key in first:
+            slots.append((first[lease_key], True))
+            continue
+        if lease_key is not None:
+            first[lease_key] = len(unique)
+        slots.append((len(unique), False))
+        unique.append(request)
+    outcomes = _enqueue_unique(db, redis, publish, unique, lease_ttl=lease_ttl)
+    return [Enqueued(outcomes[i].job, created=False) if repeat else outcomes[i] for i, repeat in slots]
+
+
+def _enqueue_unique(
+    db: Database,
+    redis: Redis,
+    publish: Publisher,
+    requests: Sequence[JobRequest],
+    *,
+    lease_ttl: int,
+) -> list[Enqueued]:
     drafts = [
         ledger.new_job(
             r.type,

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=2, ge=1, le=64)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
+    # API limits.
+    rate_limit_per_minute: int = Field(default=100, ge=0)  # per tenant key; 0 turns limiting off
+    rate_limit_burst: int = Field(default=20, ge=1)  # requests a key may make at once
+    admin_rate_limit_per_minute: int = Field(default=0, ge=0)  # 0: the admin key is not limited
+    api_batch_max: int = Field(default=100, ge=1, le=1000)  # jobs per POST /v1/jobs/batch
+    idempotency_ttl: int = Field(default=24 * 3600, ge=60)  # seconds a first answer is replayed
+    cors_origins: str = ""  # comma-separated browser origins; empty: CORS off
+
     # Schedule intervals, seconds.
     health_check_interval: int = Field(default=15 * 60, ge=1)
     token_refresh_interval: int = Field(default=5 * 60, ge=1)

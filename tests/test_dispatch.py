@@ -176,3 +176,16 @@ def test_dispatchers_and_the_reconciler_are_on_the_beat_schedule(settings: Setti
     entry = schedule["dispatch.integration.sync_files"]
     assert entry["schedule"] == settings.sync_interval
     assert entry["options"]["expires"] == settings.sync_interval
+
+
+def test_one_call_asking_twice_for_the_same_subject_gets_one_job(isolated) -> None:  # noqa: ANN001
+    services, app, _ = isolated
+    from mwap.enqueue import JobRequest, enqueue  # noqa: PLC0415
+    from worker.app import publisher  # noqa: PLC0415
+
+    twice = [JobRequest("integration.sync_files", "t1", {"integrationId": "int-1"}) for _ in range(2)]
+    first, second = enqueue(services.db, services.redis, publisher(app), twice, lease_ttl=60)
+    assert first.created
+    assert not second.created
+    assert second.job["_id"] == first.job["_id"]
+    assert services.db["jobs"].count_documents({}) == 1
