@@ -9,9 +9,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from mwap import audit, usage
 from mwap.crypto import CryptoError, KeyRing, integration_binding, provider_binding
 from mwap.ledger import now
+from mwap.models import CloudIntegration
 from mwap.store import Store, TenantCollection
 from tasks.providers import ProviderClient, ProviderConfig, RetryPolicy, Tokens, client_for
 from worker.base import Services
@@ -24,6 +27,10 @@ REFRESH = "authData.refreshToken"
 
 class Skip(Exception):  # a normal outcome, not an error
     """The job has nothing to do (integration gone, disabled, already done); its result says why."""
+
+
+class InvalidDocument(Exception):
+    """A stored document does not match its model; the job fails naming the fields."""
 
 
 class IntegrationBroken(Exception):
@@ -103,6 +110,12 @@ def load(services: Services, tenant_id: str, integration_id: str) -> tuple[dict[
         raise Skip("integration no longer exists")
     if doc.get("status") != "active":
         raise Skip(f"integration is {doc.get('status')}")
+    try:
+        CloudIntegration.model_validate(doc)
+    except ValidationError as error:
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in error.errors()})
+        logger.warning("integration %s of tenant %s does not validate: %s", integration_id, tenant_id, fields)
+        raise InvalidDocument(f"integration {integration_id} does not validate: bad fields {fields}") from None
     return doc, integrations
 
 

@@ -86,3 +86,14 @@ def test_a_pickled_message_is_refused_not_executed(db: Database, settings, worke
     assert after["status"] == "queued"
     assert after["attempts"] == 0
     db["jobs"].delete_one({"_id": doc["_id"]})
+
+
+def test_an_integration_document_that_does_not_validate_fails_its_job_naming_fields(
+    services: Services, db: Database, ring, tenant_id: str  # noqa: ANN001
+) -> None:
+    broken = factories.integration(db, ring, tenant_id)
+    db["cloudIntegrations"].update_one({"_id": broken["_id"]}, {"$set": {"health.status": "on fire"}})
+    job = factories.run_integration_job(services, "integration.health_check", broken)
+    assert job["status"] == "failed"
+    assert job["error"]["type"] == "InvalidDocument"
+    assert "health.status" in job["error"]["message"]
