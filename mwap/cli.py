@@ -645,5 +645,10 @@ def demo_seed(ctx: Context, providers_url: str, keep_keys: str) -> None:
     )
 
 
+# `mwap bench` lives with the ops tooling; it imports what it measures only when it runs.
+from ops.bench.cli import bench_command  # noqa: E402
+
+main.add_command(bench_command)
+
 if __name__ == "__main__":
     main()

@@ -3,8 +3,9 @@
 A broker restarted without its data, a worker killed with jobs in hand, a publish that failed
 after the ledger write: each leaves a ledger job open with no message that will ever run it.
 Every ``reconcile_interval`` beat runs this pass, which finds open jobs untouched for
-``stale_job_after`` seconds and resends those that are neither waiting in the broker nor held by
-a live worker. A job resent ``max_resends`` times is failed as lost, so nothing loops forever.
+``stale_job_after`` seconds and resends those that are neither waiting in the broker nor being
+executed by a live worker (a "running" job whose delivery ended without its outcome reaching the
+ledger, during a storage outage, is resent too). A job resent ``max_resends`` times is failed as lost, so nothing loops forever.
 Resending is safe: a job runs once at a time (the execution lock in worker/base.py) and a message
 for a job that is already final does nothing.
 """
@@ -18,7 +19,7 @@ from typing import Any
 from celery import shared_task
 from redis import Redis
 
-from mwap import jobtypes, ledger
+from mwap import jobtypes, leases, ledger
 from mwap.ledger import now
 from mwap.metrics import queue_keys
 from worker.app import publisher
@@ -66,8 +67,30 @@ def _job_id(message: dict[str, Any]) -> str | None:
     return (message.get("headers") or {}).get("id")
 
 
-def live_workers(app: Any) -> set[str]:
-    return {name for reply in app.control.ping(timeout=1.0) or [] for name in reply}
+def executing_jobs(app: Any) -> dict[str, set[str]]:
+    """Each live worker (one answering within a second) and the ids of the jobs it is executing."""
+    replies = app.control.inspect(timeout=1.0).active() or {}
+    return {name: {task["id"] for task in tasks or []} for name, tasks in replies.items()}
+
+
+def free_execution_lock(
+    redis: Redis, job_id: str, executing: dict[str, set[str]], *, lock_ttl: int, min_age: float
+) -> bool:
+    """Delete the job's execution lock when its holder cannot be running it any more; True if so.
+
+    The holder (``host:pid:tag``) is gone when its worker did not answer, or answered without
+    this job among those it executes (its pool process was killed, or terminated when the broker
+    connection dropped, and could not release the lock): the lock would otherwise turn every
+    delivery away (each put back for a minute) until it expires (task_time_limit + 30 s). A lock
+    younger than ``min_age`` is left alone: its worker may not list the job as executing yet.
+    """
+    key = f"mwap:exec:{job_id}"
+    holder, ttl = redis.pipeline(transaction=False).get(key).ttl(key).execute()
+    if holder is None or 0 <= lock_ttl - ttl < min_age:
+        return False
+    if job_id in executing.get(holder.decode().split(":", 1)[0], ()):
+        return False
+    return leases.release(redis, key, holder.decode())  # compare-and-delete: a new holder keeps it
 
 
 def reconcile(services: Services, app: Any) -> dict[str, int]:
@@ -88,24 +111,27 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
     if not stale:
         return counts
     waiting = broker_job_ids(services.redis, held_for=settings.stale_job_after)
-    alive = live_workers(app)
-    run_limit = timedelta(seconds=settings.task_time_limit + 30)
+    executing = executing_jobs(app)
+    running_now = set().union(*executing.values())
+    lock_ttl = settings.task_time_limit + 30  # the execution lock's expiry, as worker/base.py sets it
     publish = publisher(app)
     for job in stale:
         job_id = job["_id"]
         touched = job.get("reconciledAt") or job.get("startedAt")
         if touched is not None and touched > moment - timedelta(seconds=settings.stale_job_after):
             continue  # resent or started recently: give it time
-        if job["status"] == ledger.Status.RUNNING.value:
-            started = job.get("startedAt")
-            if job.get("worker") in alive and started is not None and started > moment - run_limit:
-                continue  # still within its time limit on a live worker
-            # Its worker is gone: the execution lock it held will never be released by it.
-            holder = services.redis.get(f"mwap:exec:{job_id}")
-            if holder is not None and holder.decode().split(":", 1)[0] not in alive:
-                services.redis.delete(f"mwap:exec:{job_id}")
-        elif waiting is None or job_id in waiting:
-            continue  # its message is still in the broker (or we could not afford to look)
+        if job_id in running_now:
+            continue  # a live worker is executing it
+        # A dead holder's lock freed: whatever message waits was (or will be) turned away by it.
+        if not free_execution_lock(
+            services.redis, job_id, executing, lock_ttl=lock_ttl, min_age=settings.stale_job_after
+        ):
+            if waiting is not None and job_id in waiting:
+                continue  # its message is still in the broker
+            if waiting is None and job["status"] != ledger.Status.RUNNING.value:
+                continue  # too many messages to look: assume it is in there
+        # Open but executed nowhere: its worker died, or the delivery ended without the ledger
+        # hearing of it (the outcome's write met a storage outage).
         if int(job.get("resends") or 0) >= settings.max_resends:
             if ledger.fail(services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}):
                 counts["lost"] += 1

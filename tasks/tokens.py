@@ -44,7 +44,17 @@ MAX_RETRIES = 3
 
 
 class RefreshBusy(TransientProviderError):
-    """Another worker held the integration's refresh lock for longer than we wait."""
+    """Another worker held the integration's refresh lock for longer than we wait.
+
+    ``retry_after``: seconds until that lock lapses, so a retry comes when it can succeed (a
+    holder killed mid-refresh keeps the lock for up to ``LOCK_TTL``, longer than the retries'
+    own backoff would wait in total).
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.args = (message, retry_after)
+        self.retry_after = retry_after
 
 
 def refresh_single_flight(
@@ -66,8 +76,10 @@ def refresh_single_flight(
         blocking_timeout=services.settings.refresh_wait,
     )
     if not lock.acquire():
+        remaining_ms = services.redis.pttl(lock.name)
         raise RefreshBusy(
-            f"refresh of {integration_id} held by another worker for {services.settings.refresh_wait}s"
+            f"refresh of {integration_id} held by another worker for {services.settings.refresh_wait}s",
+            retry_after=max(1.0, remaining_ms / 1000) if remaining_ms > 0 else None,
         )
     try:
         doc, _ = load(services, tenant_id, integration_id)

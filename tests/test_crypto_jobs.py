@@ -89,7 +89,7 @@ def test_a_pickled_message_is_refused_not_executed(db: Database, settings, worke
 
 
 def test_an_integration_document_that_does_not_validate_fails_its_job_naming_fields(
-    services: Services, db: Database, ring, tenant_id: str  # noqa: ANN001
+    services: Services, db: Database, ring, tenant_id: str
 ) -> None:
     broken = factories.integration(db, ring, tenant_id)
     db["cloudIntegrations"].update_one({"_id": broken["_id"]}, {"$set": {"health.status": "on fire"}})

@@ -178,7 +178,7 @@ def test_dispatchers_and_the_reconciler_are_on_the_beat_schedule(settings: Setti
     assert entry["options"]["expires"] == settings.sync_interval
 
 
-def test_one_call_asking_twice_for_the_same_subject_gets_one_job(isolated) -> None:  # noqa: ANN001
+def test_one_call_asking_twice_for_the_same_subject_gets_one_job(isolated) -> None:
     services, app, _ = isolated
     from mwap.enqueue import JobRequest, enqueue  # noqa: PLC0415
     from worker.app import publisher  # noqa: PLC0415

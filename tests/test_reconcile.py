@@ -10,6 +10,7 @@ from pymongo.database import Database
 
 from mwap import ledger
 from mwap.ledger import now
+from ops.processes import wait_for
 from tasks import reconcile
 from worker.app import create_celery_app
 from worker.base import Services
@@ -66,13 +67,21 @@ def test_a_running_job_of_a_dead_worker_is_resent(quick: Services, db: Database,
 
 
 def test_jobs_still_in_the_broker_or_on_a_live_worker_are_left_alone(
-    quick: Services, db: Database, producer, worker
+    quick: Services, db: Database, producer
 ) -> None:
     waiting = lost_job(db)
     # Its message is held, unacknowledged, by some worker (kombu's "unacked" hash).
     quick.redis.hset("unacked", "test-tag", json.dumps([{"headers": {"id": waiting["_id"]}}, "", "default"]))
     quick.redis.zadd("unacked_index", {"test-tag": time.time()})
-    running = lost_job(db, status="running", worker=worker.hostname, startedAt=now() - timedelta(seconds=30))
+    # A job the live worker is executing, made to look old enough to be stale.
+    running = factories.enqueue_job(quick, "system.echo", None, {}, message="busy", sleepSeconds=5)
+    wait_for(
+        lambda: db["jobs"].find_one({"_id": running["_id"], "status": "running"}), timeout=30, what="running"
+    )
+    db["jobs"].update_one(
+        {"_id": running["_id"]},
+        {"$set": {"createdAt": now() - timedelta(minutes=5), "startedAt": now() - timedelta(seconds=30)}},
+    )
     try:
         reconcile.reconcile(quick, producer)
         assert db["jobs"].find_one({"_id": waiting["_id"]}).get("resends") is None
@@ -80,7 +89,19 @@ def test_jobs_still_in_the_broker_or_on_a_live_worker_are_left_alone(
     finally:
         quick.redis.hdel("unacked", "test-tag")
         quick.redis.zrem("unacked_index", "test-tag")
+        factories.wait_final(db, running["_id"])
         db["jobs"].delete_many({"_id": {"$in": [waiting["_id"], running["_id"]]}})
+
+
+def test_a_running_job_its_live_worker_is_not_executing_is_resent(
+    quick: Services, db: Database, producer, worker
+) -> None:
+    # Its delivery ended without the outcome reaching the ledger (a storage outage at that moment).
+    doc = lost_job(db, status="running", worker=worker.hostname, startedAt=now() - timedelta(seconds=30))
+    reconcile.reconcile(quick, producer)
+    done = factories.wait_final(db, doc["_id"])
+    assert done["status"] == "succeeded"
+    assert done["resends"] == 1
 
 
 def test_a_job_resent_too_often_is_failed_as_lost(quick: Services, db: Database, producer) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pymongo.errors
 from celery import Task
+from celery.exceptions import WorkerLostError
+from celery.worker.request import Request
 from pymongo.database import Database
 from redis import Redis
 from redis import exceptions as redis_exceptions
@@ -103,6 +105,33 @@ class PoisonJobError(Exception):
     """A job whose deliveries keep ending without an outcome (its worker dies every time)."""
 
 
+# Delete the execution lock only if the dead pool process still holds it (owner "host:pid:tag").
+_RELEASE_IF_HELD_BY = """
+local holder = redis.call('get', KEYS[1])
+if holder and string.sub(holder, 1, string.len(ARGV[1])) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class JobRequest(Request):
+    """A delivery as the worker's main process sees it.
+
+    When the pool process running the job dies (SIGKILL, OOM), the message is requeued
+    (``task_reject_on_worker_lost``), but the execution lock the dead process held would make the
+    redelivery wait out its expiry (``task_time_limit`` + 30 s). The main process knows that
+    process is gone, so it releases the lock first.
+    """
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)  # unwrap ExceptionWithTraceback
+        if isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt) and self.worker_pid:
+            with _tolerating_outage("release after worker lost", self.id):
+                redis_client(self.task.app.mwap_settings).eval(
+                    _RELEASE_IF_HELD_BY, 1, f"mwap:exec:{self.id}", f"{self.hostname}:{self.worker_pid}:"
+                )
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
 class JobTask(Task):
     """Runs ``run(job: Job)`` for a message whose only argument is the job id.
 
@@ -112,6 +141,7 @@ class JobTask(Task):
 
     acks_late = True
     ignore_result = True
+    Request = JobRequest
     typing = False  # the message carries the id; run() receives the Job built from it
 
     def db(self) -> Database:

@@ -1,25 +1,56 @@
-"""The beat scheduler: RedBeat (schedule state and a leader lock in Redis), with one change.
+"""The beat scheduler: RedBeat (schedule state and a leader lock in Redis), with two changes.
 
 Celery starts a new interval entry's clock at "now", so a fresh deployment would wait a whole
 interval (15 minutes for health checks) before its first dispatch. Here an entry that Redis has
 never seen is due at once; entries already known keep their last run, so a restart or a leader
 takeover neither repeats nor skips a tick.
+
+RedBeat lets a Redis error out of ``tick``, which ends the beat process; and after Redis comes
+back without its data the leader lock and the schedule entries are gone. Here beat waits for
+Redis, and a leader that lost its lock takes it again only if it is free (else it waits as a
+standby) and then reinstalls the schedule, so beat rides out a Redis restart by itself.
 """
 
+import logging
 import os
 import socket
 from typing import Any
 
 from redbeat import RedBeatScheduler
+from redis import exceptions as redis_exceptions
 
 from mwap import metrics
+
+logger = logging.getLogger(__name__)
+
+REDIS_DOWN = (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError)
+REDIS_RETRY_SECONDS = 1.0
 
 
 class Scheduler(RedBeatScheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        try:
+            return self._tick_as_leader(*args, **kwargs)
+        except REDIS_DOWN as error:
+            logger.warning("beat: Redis unavailable (%s); retrying", type(error).__name__)
+            return REDIS_RETRY_SECONDS
+
+    def _tick_as_leader(self, *args: Any, **kwargs: Any) -> float:
+        try:
+            interval = super().tick(*args, **kwargs)
+        except redis_exceptions.LockNotOwnedError:
+            # Redis lost the lock (restarted without its data, or it expired while Redis was away).
+            if self.lock is None or not self.lock.acquire(blocking=False):
+                logger.warning("beat: leader lock lost and held by another beat; standing by")
+                return self.max_interval
+            # Without its data Redis also lost the schedule entries: install them again, as a
+            # restarted beat would (entries Redis still has keep their last run).
+            self.setup_schedule()
+            logger.info("beat: leader lock lost, acquired again; schedule reinstalled")
+            return 0.0
         # Only the lock holder ticks: a standby blocks on the lock until the leader's lapses.
         metrics.scheduler_leader(f"{socket.gethostname()}:{os.getpid()}", is_leader=True)
-        return super().tick(*args, **kwargs)
+        return interval
 
     def update_from_dict(self, dict_: dict[str, Any]) -> None:
         for name, definition in dict_.items():

@@ -7,9 +7,8 @@ id. No ledger, no leases, no auth. Started by the bench as
     celery -A ops.bench.baseline:app worker
     gunicorn ops.bench.baseline:web
 
-with ``BENCH_BROKER_URL`` and ``BENCH_RESULT_BACKEND`` in the environment. Like most plain Celery
-apps it reads them at import time; the platform does not (STYLE.md), and that is one of the
-differences being measured only in spirit, not in time.
+with ``BENCH_BROKER_URL`` and ``BENCH_RESULT_BACKEND`` in the environment, read at import time
+as plain Celery apps do.
 """
 
 import os
