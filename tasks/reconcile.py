@@ -104,7 +104,16 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
                 "status": {"$in": ledger.OPEN},
                 "createdAt": {"$lt": moment - timedelta(seconds=settings.stale_job_after)},
             },
-            {"type": 1, "status": 1, "queue": 1, "worker": 1, "startedAt": 1, "resends": 1, "reconciledAt": 1},
+            {
+                "type": 1,
+                "status": 1,
+                "attempts": 1,
+                "queue": 1,
+                "worker": 1,
+                "startedAt": 1,
+                "resends": 1,
+                "reconciledAt": 1,
+            },
         ).limit(BATCH)
     )
     counts = {"stale": len(stale), "resent": 0, "lost": 0}
@@ -136,7 +145,11 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
             if ledger.fail(services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}):
                 counts["lost"] += 1
             continue
-        jobs.update_one({"_id": job_id}, {"$inc": {"resends": 1}, "$set": {"reconciledAt": moment}})
+        # Conditional on the job still being as we read it: under load many finish during a pass.
+        unchanged = {"_id": job_id, "status": job["status"], "attempts": job.get("attempts", {"$exists": False})}
+        marked = jobs.update_one(unchanged, {"$inc": {"resends": 1}, "$set": {"reconciledAt": moment}})
+        if not marked.modified_count:
+            continue
         queue = job.get("queue") or jobtypes.JOB_TYPES[job["type"]].queue.value
         publish(job["type"], job_id, queue, {})
         counts["resent"] += 1

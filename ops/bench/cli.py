@@ -35,10 +35,15 @@ GLOBAL_NOTES = [
     "the workers, which cannot be watched from outside, from an in-process replica of their MongoDB "
     "path (mwap.enqueue.enqueue, mwap.ledger, tasks.sync) on a monitored client, run against a "
     "ledger of the same size. The stand-in serves one command at a time, so a run's MongoDB time is "
-    "taken as jobs x MongoDB time per job (never more than 95% of the raw time).",
+    "taken as jobs x MongoDB time per job (never more than 95% of the raw time); a rate so obtained "
+    "is capped at what the platform's own processes could do on every CPU of the machine (CPUs / "
+    "their CPU per job, from /proc), since where the stand-in took nearly all the time the "
+    "subtraction alone extrapolates without bound.",
     "server ops / job: the MongoDB server's serverStatus opcounters (insert, query, update, delete, "
     "getmore) over the platform's measurements, i.e. the API and the workers together.",
     "platform ÷ baseline: above 1 is better for rates, below 1 for times, latencies and counts.",
+    "Every process competes for the same CPUs: the load average before the run shows other work on "
+    "the machine (the one after includes the bench's own processes).",
     "The baseline (ops/bench/baseline.py): Celery with default settings, Redis broker and result "
     "backend; a Flask route calling apply_async under gunicorn with the platform API's worker count "
     "(2 gthread workers x 4 threads).",
@@ -172,6 +177,7 @@ def bench_command(
     """Benchmark the platform against plain Celery, side by side, in one run."""
     from ops.bench.config import Config  # noqa: PLC0415 - heavy: only when running
     from ops.bench.report import render  # noqa: PLC0415
+    from ops.processes import StartupError  # noqa: PLC0415
 
     if loader == "auto":
         loader = "wrk" if shutil.which("wrk") else "python"
@@ -180,7 +186,12 @@ def bench_command(
     config = Config.for_run(quick=quick, rounds=rounds, loader=loader, standin=standin)
     run_dir = (work_dir or Path(tempfile.mkdtemp(prefix="mwap-bench-"))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    results = execute(config, only, run_dir)
+    try:
+        results = execute(config, only, run_dir)
+    except (StartupError, TimeoutError) as error:
+        raise click.ClickException(
+            f"could not start the bench: {error}\nlogs in {run_dir / 'logs'}"
+        ) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     table = render(results)

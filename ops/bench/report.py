@@ -31,8 +31,14 @@ def _ratios(metric: dict[str, Any]) -> str:
     return f"{raw}; own {' '.join(fmt(r) for r in metric['ratioOwn'])}"
 
 
-def _met(met: bool | None) -> str:
-    return {True: "**met**", False: "**not met**", None: "not judged"}[met]
+def _load(meta: dict[str, Any], when: str) -> str:
+    values = meta.get("loadAverage", {}).get(when)
+    return "/".join(f"{v:.2f}" for v in values) if values else "?"
+
+
+def _met(target: dict[str, Any]) -> str:
+    text = {True: "**met**", False: "**not met**", None: "not judged"}[target["met"]]
+    return f"{text} (uncertain)" if target.get("uncertain") and target["met"] is not None else text
 
 
 def render(results: dict[str, Any]) -> str:
@@ -42,8 +48,9 @@ def render(results: dict[str, Any]) -> str:
         f"## mwap bench — {'quick' if meta['quick'] else 'full'} run, {meta['startedAt'][:16].replace('T', ' ')} UTC",
         "",
         f"Machine: {machine['nproc']} CPUs ({machine['cpu'] or 'unknown CPU'}), {machine['memoryGiB']} GiB, "
-        f"{machine['arch']}, Linux {machine['kernel']}, Python {machine['python']}. "
-        f"Duration {meta['durationSeconds'] / 60:.1f} min; {meta['rounds']} rounds, platform and baseline "
+        f"{machine['arch']}, Linux {machine['kernel']}, Python {machine['python']}; load average "
+        f"{_load(meta, 'before')} before, {_load(meta, 'after')} after. Duration "
+        f"{meta['durationSeconds'] / 60:.1f} min; {meta['rounds']} rounds, platform and baseline "
         f"interleaved; HTTP loader: {meta['loader']}.",
         "",
         f"MongoDB: {meta['mongo']}. {meta['basisNote']}",
@@ -94,7 +101,7 @@ def render(results: dict[str, Any]) -> str:
         for target in scenario["targets"]:
             lines.append(
                 f"| {target['name']} | {target['goal']} | {target['basis']} | {fmt(target['value'])} | "
-                f"{_met(target['met'])} | {target['detail']} |"
+                f"{_met(target)} | {target['detail']} |"
             )
         if scenario["status"] != "ok":
             lines.append(

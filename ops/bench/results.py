@@ -24,12 +24,28 @@ def own_seconds(raw: float, jobs: int, mongo_seconds_per_job: float) -> float:
     return max(raw - jobs * mongo_seconds_per_job, raw * 0.05)
 
 
-def caveat(share: float) -> str:
-    """How far to trust an own-time figure whose load spent ``share`` of its time in MongoDB."""
+def own_rate(
+    jobs: int, seconds: float, mongo_per_job: float, cpu_per_job: float, cpus: int
+) -> tuple[float, bool]:
+    """Jobs per second with the MongoDB time taken out, but never more than the platform's own
+    processes could do on every CPU of the machine (``cpus`` / CPU seconds per job): where the
+    stand-in took nearly all the time, the subtraction alone extrapolates without bound.
+    Returns the rate and whether the CPU bound set it."""
+    subtracted = jobs / own_seconds(seconds, jobs, mongo_per_job)
+    bound = cpus / cpu_per_job if cpu_per_job > 0 else float("inf")
+    return min(subtracted, bound), bound < subtracted
+
+
+def caveat(share: float, bound_rounds: int, rounds: int) -> tuple[str, bool]:
+    """What to say about an own figure whose runs spent ``share`` of their time in MongoDB and
+    were set by the CPU bound in ``bound_rounds`` of ``rounds``; and whether it is uncertain."""
     text = f"MongoDB took {share:.0%} of the raw time"
-    if share > 0.8:
+    if bound_rounds:
+        text += f"; own set by the CPU bound (CPUs / CPU per job) in {bound_rounds} of {rounds} rounds"
+    uncertain = share > 0.8 and bound_rounds * 2 < rounds
+    if uncertain:
         text += " (the stand-in was the bottleneck: the own figure is an unsteady extrapolation)"
-    return text
+    return text, uncertain
 
 
 @dataclass
@@ -69,6 +85,7 @@ class Target:
     value: float | None
     met: bool | None  # None: could not be judged (skipped)
     detail: str = ""
+    uncertain: bool = False  # the figure it is judged on is an unsteady estimate
 
 
 @dataclass

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import time
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import batched
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,10 @@ from worker.app import create_celery_app, publisher
 
 FINAL = ("succeeded", "failed")
 BEAT_LOCK = "mwap:redbeat::lock"  # redbeat_key_prefix + ":lock"
+# Every token the fake providers issue starts with one of these (ops/fake_providers/store.py).
+ISSUED_TOKEN = re.compile(
+    r"(ya29\.fake-|1//fake-|sl\.fake-|fake-dbx-rt-|EwB\.fake-|M\.R3_fake-)[A-Za-z0-9_-]{8,}"
+)
 
 
 # -- the summary table -----------------------------------------------------------------------------
@@ -72,26 +78,6 @@ def record(row: Row, *, check: bool = True) -> Row:
 
 
 # -- processes -------------------------------------------------------------------------------------
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct child pids of ``pid`` (Linux /proc)."""
-    found: list[int] = []
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text()
-            found.extend(int(n) for n in text.split())
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(FileNotFoundError):  # a zombie has exited; it only waits for its parent
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    return False
 
 
 def kill_pid(pid: int) -> None:
@@ -240,7 +226,7 @@ class Stack:
     def mongo(self) -> pymongo.MongoClient:
         if self._mongo is None:
             self._mongo = pymongo.MongoClient(
-                self.settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=3000, socketTimeoutMS=20_000
+                self.settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=3000, socketTimeoutMS=60_000
             )
         return self._mongo
 
@@ -305,8 +291,13 @@ class Stack:
         wait_for(open_count, timeout=timeout, what=what, interval=0.5)
 
     def statuses(self, job_ids: Iterable[str]) -> Counter[str]:
-        ids = list(job_ids)
-        return Counter(doc["status"] for doc in self.db["jobs"].find({"_id": {"$in": ids}}, {"status": 1}))
+        """How many of the jobs are in each status (read in chunks: the stand-in is slow on big $in)."""
+        counts: Counter[str] = Counter()
+        for chunk in batched(job_ids, 1000, strict=False):
+            counts.update(
+                doc["status"] for doc in self.db["jobs"].find({"_id": {"$in": list(chunk)}}, {"status": 1})
+            )
+        return counts
 
     def executor_pid(self, job_id: str) -> int | None:
         """The pid of the process holding the job's execution lock (``host:pid:tag``), if any."""
@@ -328,7 +319,12 @@ class Stack:
     # -- secrets
 
     def leaks(self, secrets_: Iterable[str], *, extra_text: str = "") -> int:
-        """How many times any of ``secrets_`` (and the stack's own keys) appears in logs or the ledger."""
+        """Secrets found in the platform's logs, the ledger and the audit log.
+
+        ``secrets_`` (tokens the test knows), the stack's admin key and encryption key, and any
+        token the fake providers ever issued (they carry fixed prefixes), so tokens minted by a
+        refresh during the run and long since replaced count too.
+        """
         needles = {s for s in secrets_ if s and len(s) >= 8}
         needles |= {self.admin_key, self.encryption_keys.split(":", 1)[1]}
         texts = [extra_text]
@@ -340,8 +336,10 @@ class Stack:
                 if not path.name.startswith(("fake-providers", "redis", "mongo"))
             ]
         with contextlib.suppress(pymongo.errors.PyMongoError):
-            texts += [repr(doc) for doc in self.db["jobs"].find({}, {"result": 1, "error": 1, "retries": 1})]
-        return sum(text.count(needle) for text in texts for needle in needles)
+            for collection in ("jobs", "auditLogs"):
+                texts += [json.dumps(doc, default=str) for doc in self.db[collection].find()]
+        known = sum(text.count(needle) for text in texts for needle in needles)
+        return known + sum(len(ISSUED_TOKEN.findall(text)) for text in texts)
 
     def completions(self) -> Counter[str]:
         """Executions that ran a job's body to its end and returned, per job id, from every worker's log.

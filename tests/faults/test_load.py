@@ -105,8 +105,12 @@ def test_load_with_a_worker_killed_every_period(
         duplicated = sum(1 for job_id in ids if runs[job_id] > 1)
         # A job whose success is in the ledger but whose log line is not: fine if its worker was
         # killed between the ledger write and the log line; anywhere else the ledger is lying.
-        unrecorded = stack.db["jobs"].count_documents(
-            {"_id": {"$in": [j for j in ids if runs[j] == 0]}, "worker": {"$nin": sorted(killed_hosts)}}
+        silent = [job_id for job_id in ids if runs[job_id] == 0]
+        unrecorded = sum(
+            stack.db["jobs"].count_documents(
+                {"_id": {"$in": list(chunk)}, "worker": {"$nin": sorted(killed_hosts)}}
+            )
+            for chunk in batched(silent, 1000, strict=False)
         )
         resent = stack.db["jobs"].count_documents({"resends": {"$gt": 0}})
         row = record(
@@ -125,9 +129,8 @@ def test_load_with_a_worker_killed_every_period(
             check=False,
         )
         odd = [job_id for job_id in ids if runs[job_id] != 1]
-        details = list(
-            stack.db["jobs"].find({"$or": [{"_id": {"$in": odd}}, {"status": {"$ne": "succeeded"}}]})
-        )
+        query = {"$or": [{"_id": {"$in": odd[:50]}}, {"type": "system.echo", "status": {"$ne": "succeeded"}}]}
+        details = list(stack.db["jobs"].find(query).limit(20))  # for the failure message only
         assert statuses == {"succeeded": jobs}, details
         assert (mismatched, unrecorded, duplicated) == (0, 0, 0), details
         row.assert_clean()
