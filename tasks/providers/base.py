@@ -25,7 +25,7 @@ class ProviderError(Exception):
     """Any failure talking to a provider; ``status`` is the HTTP status when there was one.
 
     ``args`` hold exactly the positional constructor arguments, so Celery's exception
-    serialisation (``cls(*args)``) and pickle both rebuild the same error type.
+    serialisation (``cls(*args)``) and the standard library's copy rebuild the same error type.
     """
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
