@@ -25,6 +25,9 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     schedule = {}
     for task_name, interval_field in DISPATCHERS.items():
         interval = float(getattr(settings, interval_field))
+        if task_name == "dispatch.integration.health_check":
+            # New integrations are due at once: tick often enough to check them within the bound.
+            interval = float(min(interval, settings.new_integration_check_within))
         schedule[task_name] = {
             "task": task_name,
             "schedule": interval,

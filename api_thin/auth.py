@@ -17,15 +17,15 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mwap"'}
 class Principal:
     """Who is calling: the admin, or one tenant's key."""
 
-    tenant_id: str | None
+    tenant_id: str | None  # the 24-hex form
     key_id: str
 
     @property
     def is_admin(self) -> bool:
         return self.tenant_id is None
 
-    def can_see(self, tenant_id: str | None) -> bool:
-        return self.is_admin or tenant_id == self.tenant_id
+    def can_see(self, tenant_id: object) -> bool:
+        return self.is_admin or (tenant_id is not None and str(tenant_id) == self.tenant_id)
 
     @property
     def scope(self) -> str:
@@ -63,7 +63,7 @@ def authenticate() -> Principal:
         doc = apikeys.find_live(context.db(), key)
         if doc is None:
             raise Problem(401, "Invalid API key", headers=_CHALLENGE)
-        principal = Principal(tenant_id=doc["tenantId"], key_id=str(doc["_id"]))
+        principal = Principal(tenant_id=str(doc["tenantId"]), key_id=str(doc["_id"]))
     g.principal = principal
     _rate_limit(principal)
     return principal

@@ -18,6 +18,8 @@ from api_thin.schemas import (
     IntegrationPage,
 )
 from mwap import registry
+from mwap.enqueue import cancel_integration_jobs
+from mwap.ids import is_oid, oid
 from mwap.store import Store, valid_documents
 
 
@@ -26,11 +28,13 @@ def find_integration(
 ) -> dict[str, Any]:
     """The integration if the caller may see it, else a 404 (the same answer as for a missing id)."""
     store = Store(context.db())
+    if not is_oid(integration_id):
+        raise Problem(404, "No such integration")
     if principal.is_admin:
-        doc = store.unscoped("cloudIntegrations").find_one({"_id": integration_id}, projection)
+        doc = store.unscoped("cloudIntegrations").find_one({"_id": oid(integration_id)}, projection)
     else:
         doc = store.tenant(principal.tenant_id)["cloudIntegrations"].find_one(
-            {"_id": integration_id}, projection
+            {"_id": oid(integration_id)}, projection
         )
     if doc is None:
         raise Problem(404, "No such integration")
@@ -41,6 +45,19 @@ def _file(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "id": doc["_id"]}
 
 
+def _slugs(docs: list[dict[str, Any]]) -> dict[Any, str]:
+    """Provider slugs by provider id, for the integrations shown (one query)."""
+    ids = list({doc.get("providerId") for doc in docs})
+    providers = (
+        Store(context.db()).global_collection("cloudProviders").find({"_id": {"$in": ids}}, {"slug": 1})
+    )
+    return {provider["_id"]: provider.get("slug") for provider in providers}
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    return registry.public_integration(doc, _slugs([doc]).get(doc.get("providerId")))
+
+
 def list_integrations(call: Call) -> Reply:
     query: IntegrationListQuery = call.query
     tenant_id = tenant_filter(call.principal, query.tenant_id)
@@ -49,10 +66,13 @@ def list_integrations(call: Call) -> Reply:
         find["status"] = query.status.value
     if query.health:
         find["health.status"] = query.health.value
-    if query.provider_slug:
-        find["providerSlug"] = query.provider_slug.value
+    if query.provider_id:
+        find["providerId"] = oid(query.provider_id)
     if query.cursor:
-        find["_id"] = {"$gt": pagination.decode(query.cursor, "integrations", {"id": str})["id"]}
+        after = pagination.decode(query.cursor, "integrations", {"id": str})["id"]
+        if not is_oid(after):
+            raise Problem(400, "Invalid cursor", slug="invalid-cursor")
+        find["_id"] = {"$gt": oid(after)}
     store = Store(context.db())
     collection = (
         store.tenant(tenant_id)["cloudIntegrations"] if tenant_id else store.unscoped("cloudIntegrations")
@@ -60,10 +80,13 @@ def list_integrations(call: Call) -> Reply:
     docs = list(collection.find(find).sort("_id", 1).limit(query.limit + 1))
     more = len(docs) > query.limit
     docs = docs[: query.limit]
-    next_cursor = pagination.encode("integrations", id=docs[-1]["_id"]) if more else None
+    next_cursor = pagination.encode("integrations", id=str(docs[-1]["_id"])) if more else None
+    slugs = _slugs(docs)
     items = list(
         valid_documents(
-            IntegrationOut, map(registry.public_integration, docs), collection="cloudIntegrations"
+            IntegrationOut,
+            (registry.public_integration(doc, slugs.get(doc.get("providerId"))) for doc in docs),
+            collection="cloudIntegrations",
         )
     )
     return Reply(200, IntegrationPage(items=items, next_cursor=next_cursor))
@@ -71,7 +94,7 @@ def list_integrations(call: Call) -> Reply:
 
 def get_integration(call: Call) -> Reply:
     doc = find_integration(call.principal, call.path["integrationId"])
-    return Reply(200, IntegrationOut.model_validate(registry.public_integration(doc)))
+    return Reply(200, IntegrationOut.model_validate(_public(doc)))
 
 
 def create_integration(call: Call) -> Reply:
@@ -85,19 +108,25 @@ def create_integration(call: Call) -> Reply:
         raise Problem(404, "Not found", detail=str(error)) from None
     except registry.ConflictError as error:
         raise Problem(409, "Integration exists", slug="conflict", detail=str(error)) from None
-    location = url_for("get_integration", integrationId=doc["_id"])
-    return Reply(201, IntegrationOut.model_validate(registry.public_integration(doc)), {"Location": location})
+    location = url_for("get_integration", integrationId=str(doc["_id"]))
+    return Reply(201, IntegrationOut.model_validate(_public(doc)), {"Location": location})
 
 
 def delete_integration(call: Call) -> Reply:
     principal: Principal = call.principal
     integration_id = call.path["integrationId"]
-    tenant_id = (
-        principal.tenant_id or find_integration(principal, integration_id, {"tenantId": 1})["tenantId"]
-    )
+    tenant_id = find_integration(principal, integration_id, {"tenantId": 1})["tenantId"]
     if not registry.delete_integration(context.db(), tenant_id, integration_id, actor=principal.actor):
         raise Problem(404, "No such integration")
+    # Seed cancelJobsForIntegration: nothing queued or running about it goes on.
+    cancel_integration_jobs(context.db(), context.redis(), integration_id, reason="integration deleted")
     return Reply(204)
+
+
+def _cursor_id(value: str) -> Any:
+    if not is_oid(value):
+        raise Problem(400, "Invalid cursor", slug="invalid-cursor")
+    return oid(value)
 
 
 def list_files(call: Call) -> Reply:
@@ -109,15 +138,13 @@ def list_files(call: Call) -> Reply:
     if query.path is not None and (folder or query.path.startswith("/")):
         # "Starts with folder + '/'" as a range on the indexed path: '0' sorts right after '/'.
         conditions.append({"path": {"$gte": folder + "/", "$lt": folder + "0"}})
-    if not query.include_deleted:
-        find["deletedAt"] = None
     if query.cursor:
         position = pagination.decode(query.cursor, "files", {"p": str, "id": str})
         conditions.append(
             {
                 "$or": [
                     {"path": {"$gt": position["p"]}},
-                    {"path": position["p"], "_id": {"$gt": position["id"]}},
+                    {"path": position["p"], "_id": {"$gt": _cursor_id(position["id"])}},
                 ]
             }
         )

@@ -22,6 +22,7 @@ from api_thin.routing import Call, Reply
 from api_thin.schemas import BatchItemOut, BatchOut, JobListQuery, JobOut, JobPage
 from mwap import jobtypes, ledger
 from mwap.enqueue import Enqueued, JobRequest, enqueue
+from mwap.ids import oid
 from mwap.jobtypes import Scope
 from mwap.store import Store
 
@@ -36,6 +37,7 @@ class Target:
     params: dict[str, Any]
     tenant_id: str | None = None
     integration_id: str | None = None
+    project_id: str | None = None
     pointer: str | None = None  # where the item sits in the body ("", "/jobs/3"); None: ids came in the path
 
 
@@ -55,19 +57,40 @@ def _visible_integrations(principal: Principal, ids: set[str]) -> dict[str, dict
     if not ids:
         return {}
     store = Store(context.db())
-    query = {"_id": {"$in": sorted(ids)}}
+    query = {"_id": {"$in": sorted(oid(i) for i in ids)}}
     if principal.is_admin:
         found = store.unscoped("cloudIntegrations").find(query, {"tenantId": 1})
     else:
         found = store.tenant(principal.tenant_id)["cloudIntegrations"].find(query, {"tenantId": 1})
-    return {doc["_id"]: doc for doc in found}
+    docs = {str(doc["_id"]): doc for doc in found}
+    live = _live_tenants({str(doc["tenantId"]) for doc in docs.values()})
+    return {key: doc for key, doc in docs.items() if str(doc["tenantId"]) in live}
 
 
-def _existing_tenants(ids: set[str]) -> set[str]:
+def _live_tenants(ids: set[str]) -> set[str]:
+    """Those of ``ids`` naming a tenant that exists and is not archived (it gets no jobs)."""
     if not ids:
         return set()
-    found = context.db()["tenants"].find({"_id": {"$in": sorted(ids)}}, {"_id": 1})
-    return {doc["_id"] for doc in found}
+    found = context.db()["tenants"].find(
+        {"_id": {"$in": sorted(oid(i) for i in ids)}, "archived": {"$ne": True}}, {"_id": 1}
+    )
+    return {str(doc["_id"]) for doc in found}
+
+
+def _projects_found(targets: list[Target], integrations: dict[str, dict[str, Any]]) -> set[tuple[str, str]]:
+    """(tenant, project) pairs among the named projects that exist in the integration's tenant."""
+    wanted: dict[str, list[Any]] = {}
+    for target in targets:
+        doc = integrations.get(target.integration_id or "")
+        if target.project_id is not None and doc is not None:
+            wanted.setdefault(str(doc["tenantId"]), []).append(oid(target.project_id))
+    found = set()
+    for tenant_id, project_ids in wanted.items():
+        projects = Store(context.db()).tenant(tenant_id)["projects"]
+        found |= {
+            (tenant_id, str(p["_id"])) for p in projects.find({"_id": {"$in": project_ids}}, {"_id": 1})
+        }
+    return found
 
 
 def _tenants_named(principal: Principal, targets: list[Target]) -> dict[int, str]:
@@ -103,9 +126,10 @@ def resolve(principal: Principal, targets: list[Target]) -> list[JobRequest]:
         principal, {t.integration_id for t in targets if t.integration_id is not None}
     )
     # A tenant key's own tenant exists (its key does); only tenants the admin names are looked up.
-    tenants = _existing_tenants(set(tenant_ids.values()) if principal.is_admin else set())
+    tenants = _live_tenants(set(tenant_ids.values()) if principal.is_admin else set())
     if principal.tenant_id is not None:
         tenants.add(principal.tenant_id)
+    projects = _projects_found(targets, integrations)
 
     missing_tenants, missing_integrations, requests = [], [], []
     common = {
@@ -123,10 +147,15 @@ def resolve(principal: Principal, targets: list[Target]) -> list[JobRequest]:
             )
         elif target.integration_id is not None:
             doc = integrations.get(target.integration_id)
-            if doc is None or (target.tenant_id is not None and target.tenant_id != doc["tenantId"]):
+            if doc is None or (target.tenant_id is not None and target.tenant_id != str(doc["tenantId"])):
                 missing_integrations.append(_error(target, "integrationId", "no such integration"))
                 continue
-            subject = {"integrationId": doc["_id"]}
+            subject = {"integrationId": str(doc["_id"])}
+            if target.project_id is not None:
+                if (str(doc["tenantId"]), target.project_id) not in projects:
+                    missing_integrations.append(_error(target, "projectId", "no such project"))
+                    continue
+                subject = {"projectId": target.project_id, **subject}
             requests.append(JobRequest(target.type, doc["tenantId"], subject, target.params, **common))
         else:
             requests.append(JobRequest(target.type, None, {}, target.params, **common))
@@ -161,6 +190,7 @@ def _target(item: Any, pointer: str) -> Target:
         params=item.params.model_dump(mode="json", by_alias=True),
         tenant_id=getattr(item, "tenant_id", None),
         integration_id=getattr(item, "integration_id", None),
+        project_id=getattr(item, "project_id", None),
         pointer=pointer,
     )
 
@@ -194,6 +224,13 @@ def trigger(job_type: str, name: str) -> Callable[[Call], Reply]:
         params = call.body.model_dump(mode="json", by_alias=True)
         if scope is Scope.INTEGRATION:
             target = Target(job_type, params, integration_id=call.path["integrationId"])
+        elif scope is Scope.PROJECT:
+            target = Target(
+                job_type,
+                params,
+                integration_id=call.path["integrationId"],
+                project_id=call.path["projectId"],
+            )
         else:
             target = Target(job_type, params, tenant_id=call.path["tenantId"])
         [outcome] = submit(resolve(call.principal, [target]))

@@ -153,6 +153,12 @@ ENDPOINTS: list[Endpoint] = [
         "Sync files now",
     ),
     _trigger(
+        "/v1/integrations/{integrationId}/projects/{projectId}/sync",
+        "project.sync_files",
+        "sync_project",
+        "Sync files now for one project (seed sync-virtual-files)",
+    ),
+    _trigger(
         "/v1/integrations/{integrationId}/refresh",
         "integration.refresh_token",
         "refresh_integration",

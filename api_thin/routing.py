@@ -33,6 +33,7 @@ NOT_FOUND_TITLES = {
     "jobId": "No such job",
     "integrationId": "No such integration",
     "tenantId": "No such tenant",
+    "projectId": "No such project",
 }
 
 

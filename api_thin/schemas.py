@@ -21,11 +21,12 @@ from pydantic import (
 )
 
 from mwap import jobtypes, registry
+from mwap.ids import HEX_PATTERN, IdStr
 from mwap.jobtypes import JobType, Scope
 from mwap.ledger import Status
-from mwap.models import HealthStatus, IntegrationStatus, ProviderSlug, TenantSettings
+from mwap.models import HealthStatus, IntegrationStatus
 
-ID_PATTERN = registry.ID_PATTERN
+ID_PATTERN = HEX_PATTERN
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
@@ -58,9 +59,11 @@ def _job_variant(job_type: JobType) -> type[Body]:
     }
     if job_type.scope is Scope.TENANT:
         fields["tenant_id"] = (Id | None, Field(default=None, alias="tenantId"))
-    elif job_type.scope is Scope.INTEGRATION:
+    elif job_type.scope in {Scope.INTEGRATION, Scope.PROJECT}:
         fields["integration_id"] = (Id, Field(alias="integrationId"))
         fields["tenant_id"] = (Id | None, Field(default=None, alias="tenantId"))
+    if job_type.scope is Scope.PROJECT:
+        fields["project_id"] = (Id, Field(alias="projectId"))
     return create_model(_variant_name(job_type), __base__=Body, __doc__=job_type.description, **fields)
 
 
@@ -99,7 +102,7 @@ class JobRetry(BaseModel):
 class JobOut(Out):
     id: str
     type: str
-    tenant_id: str | None = Field(alias="tenantId")
+    tenant_id: IdStr | None = Field(alias="tenantId")
     subject: dict[str, str]
     params: dict[str, Any]
     queue: str
@@ -151,47 +154,36 @@ class JobListQuery(Query):
 # --- tenants, providers, integrations -----------------------------------------------------------
 
 
-class TenantSettingsIn(TenantSettings):
-    # Stored as given: nothing beyond the known settings may reach MongoDB.
-    model_config = ConfigDict(extra="forbid")
-
-
 class TenantCreate(registry.TenantCreate):
-    settings: TenantSettingsIn = Field(default_factory=TenantSettingsIn)
+    """A tenant as seed 000 defines it (``ownerId`` unique: a second tenant of one owner is 409)."""
 
 
-UserInfoKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-UserInfoValue = (
-    Annotated[str, StringConstraints(max_length=1000)]
-    | Annotated[int, Field(ge=-(2**53), le=2**53)]
-    | Annotated[float, Field(ge=-(2**53), le=2**53, allow_inf_nan=False)]
-    | bool
-    | None
-)
+class ProviderCreate(registry.ProviderCreate):
+    """A provider as seed 000 defines it (``slug`` and ``name`` unique)."""
 
 
 class IntegrationCreate(registry.IntegrationCreate):
-    # A flat object of plain values: keys MongoDB accepts, integers BSON can hold.
-    user_info: dict[UserInfoKey, UserInfoValue] = Field(
-        default_factory=dict,
-        alias="userInfo",
-        max_length=50,
-        json_schema_extra={"additionalProperties": False},  # keys must match the pattern
-    )
-    project_ids: list[Id] = Field(default_factory=list, alias="projectIds", max_length=100)
+    """An integration as the backend writes it (one per provider and tenant)."""
 
-    @field_validator("expires_at")
+    @field_validator("auth_data")
     @classmethod
-    def _to_milliseconds(cls, value: datetime) -> datetime:
+    def _to_milliseconds(cls, value: registry.AuthDataIn) -> registry.AuthDataIn:
         # What MongoDB keeps: the answer to this request then equals every later read.
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+        if value.expires_at is not None:
+            moment = value.expires_at
+            value.expires_at = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        return value
 
 
 class TenantOut(Out):
-    id: str
+    id: IdStr
     name: str
-    status: str
+    description: str | None = None
+    owner_id: str = Field(alias="ownerId")
     settings: dict[str, Any]
+    subscription: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    archived: bool = False
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime | None = Field(default=None, alias="updatedAt")
 
@@ -200,46 +192,44 @@ class TenantOut(Out):
         return cls.model_validate({**doc, "id": doc["_id"]})
 
 
-class ProviderMetadataOut(Out):
-    api_base_url: str = Field(alias="apiBaseUrl")
-
-
 class ProviderOut(Out):
-    id: str
-    slug: ProviderSlug
+    id: IdStr
+    slug: str
     name: str
+    scopes: list[str]
     auth_url: str = Field(alias="authUrl")
     token_url: str = Field(alias="tokenUrl")
     client_id: str = Field(alias="clientId")
     client_secret: Literal["[REDACTED]"] = Field(alias="clientSecret")
-    scopes: list[str]
-    status: str
-    metadata: ProviderMetadataOut
+    grant_type: str | None = Field(default=None, alias="grantType")
+    token_method: str | None = Field(default=None, alias="tokenMethod")
+    metadata: dict[str, Any] | None = None
     created_at: datetime = Field(alias="createdAt")
     updated_at: datetime | None = Field(default=None, alias="updatedAt")
+    created_by: str | None = Field(default=None, alias="createdBy")
 
 
 class AuthDataOut(Out):
     access_token: Literal["[REDACTED]"] = Field(alias="accessToken")
     refresh_token: Literal["[REDACTED]"] | None = Field(alias="refreshToken")
     expires_at: datetime | None = Field(alias="expiresAt")
-    scope: str
+    scope: list[str]
 
 
 class IntegrationOut(Out):
-    id: str
-    tenant_id: str = Field(alias="tenantId")
-    provider_id: str | None = Field(alias="providerId")
+    id: IdStr
+    tenant_id: IdStr = Field(alias="tenantId")
+    provider_id: IdStr = Field(alias="providerId")
     provider_slug: str | None = Field(alias="providerSlug")
-    name: str
     status: str | None
-    status_reason: str | None = Field(alias="statusReason")
+    status_reason: str | None = Field(alias="statusReason", description="Platform addition: why `error`.")
     auth_data: AuthDataOut = Field(alias="authData", description="Token expiry and scope; never a token.")
-    user_info: dict[str, Any] = Field(alias="userInfo")
+    user_info: dict[str, Any] | None = Field(alias="userInfo")
     health: dict[str, Any]
     usage: dict[str, Any]
     last_sync_at: datetime | None = Field(alias="lastSyncAt")
     created_at: datetime | None = Field(alias="createdAt")
+    created_by: str | None = Field(default=None, alias="createdBy")
 
 
 class IntegrationPage(Out):
@@ -251,7 +241,7 @@ class IntegrationListQuery(Query):
     tenant_id: Id | None = Field(default=None, alias="tenantId")
     status: IntegrationStatus | None = None
     health: HealthStatus | None = None
-    provider_slug: ProviderSlug | None = Field(default=None, alias="providerSlug")
+    provider_id: Id | None = Field(default=None, alias="providerId")
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, min_length=1, max_length=1000)
 
@@ -260,25 +250,33 @@ class IntegrationListQuery(Query):
 
 
 class SyncStatusOut(Out):
+    last_sync: datetime | None = Field(default=None, alias="lastSync")
     status: str
-    last_synced_at: datetime | None = Field(default=None, alias="lastSyncedAt")
     error: str | None = None
 
 
+class FileMetadataOut(Out):
+    download_url: str | None = Field(default=None, alias="downloadUrl")
+    thumbnail_url: str | None = Field(default=None, alias="thumbnailUrl")
+    permissions: list[str] = Field(default_factory=list)
+    checksum: str | None = None
+
+
 class FileOut(Out):
-    id: str
-    integration_id: str = Field(alias="integrationId")
-    project_id: str | None = Field(default=None, alias="projectId")
+    """A virtual file as seed 000 defines it."""
+
+    id: IdStr
+    project_id: IdStr = Field(alias="projectId")
+    integration_id: IdStr = Field(alias="integrationId")
+    provider_id: IdStr = Field(alias="providerId")
     provider_file_id: str = Field(alias="providerFileId")
     name: str
     path: str
-    mime_type: str | None = Field(default=None, alias="mimeType")
-    size: int = 0
-    is_folder: bool = Field(default=False, alias="isFolder")
-    modified_at: datetime | None = Field(default=None, alias="modifiedAt")
-    content_hash: str | None = Field(default=None, alias="contentHash")
-    sync_status: SyncStatusOut | None = Field(default=None, alias="syncStatus")
-    deleted_at: datetime | None = Field(default=None, alias="deletedAt")
+    type: str = Field(description="MIME type.")
+    size: int | None = None
+    modified_time: datetime | None = Field(default=None, alias="modifiedTime")
+    metadata: FileMetadataOut = Field(default_factory=FileMetadataOut)
+    sync_status: SyncStatusOut = Field(alias="syncStatus")
     created_at: datetime | None = Field(default=None, alias="createdAt")
     updated_at: datetime | None = Field(default=None, alias="updatedAt")
 
@@ -294,7 +292,6 @@ class FileListQuery(Query):
         max_length=1024,
         description="Folder: only files below it (whose path starts with `path` + '/').",
     )
-    include_deleted: bool = Field(default=False, alias="includeDeleted")
     limit: int = Field(default=100, ge=1, le=500)
     cursor: str | None = Field(default=None, min_length=1, max_length=3000)
 
@@ -326,7 +323,7 @@ class UsageTotalsOut(Out):
 
 
 class UsageOut(Out):
-    tenant_id: str = Field(alias="tenantId")
+    tenant_id: IdStr = Field(alias="tenantId")
     start: date = Field(alias="from")
     end: date = Field(alias="to")
     days: list[UsageDayOut] = Field(description="Days with a rollup, oldest first.")

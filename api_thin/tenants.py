@@ -11,6 +11,7 @@ from api_thin.problems import Problem
 from api_thin.routing import Call, Reply
 from api_thin.schemas import ProviderOut, TenantOut, UsageDayOut, UsageOut, UsageQuery, UsageTotalsOut
 from mwap import registry
+from mwap.ids import is_oid, oid
 from mwap.models import UsageDaily
 from mwap.store import Store, valid_documents
 
@@ -20,7 +21,8 @@ DEFAULT_USAGE_DAYS = 30
 
 def find_tenant(principal: Principal, tenant_id: str) -> dict[str, Any]:
     """The tenant if the caller may see it, else a 404 (another tenant's id answers as a missing one)."""
-    doc = context.db()["tenants"].find_one({"_id": tenant_id}) if principal.can_see(tenant_id) else None
+    visible = is_oid(tenant_id) and principal.can_see(tenant_id)
+    doc = context.db()["tenants"].find_one({"_id": oid(tenant_id)}) if visible else None
     if doc is None:
         raise Problem(404, "No such tenant")
     return doc
@@ -31,7 +33,7 @@ def create_tenant(call: Call) -> Reply:
         doc = registry.create_tenant(context.db(), call.body, actor=call.principal.actor)
     except registry.ConflictError as error:
         raise Problem(409, "Tenant exists", detail=str(error)) from None
-    location = url_for("get_tenant", tenantId=doc["_id"])
+    location = url_for("get_tenant", tenantId=str(doc["_id"]))
     return Reply(201, TenantOut.from_document(doc), {"Location": location})
 
 
@@ -71,7 +73,7 @@ def get_usage(call: Call) -> Reply:
         )
     if principal.is_admin:
         find_tenant(principal, tenant_id)  # a tenant key's own tenant exists; another's is a 404 below
-    elif tenant_id != principal.tenant_id:
+    elif not is_oid(tenant_id) or not principal.can_see(tenant_id):
         raise Problem(404, "No such tenant")
     docs = list(
         Store(context.db())

@@ -4,9 +4,11 @@ import hashlib
 import secrets
 from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 
 from mwap import audit
+from mwap.ids import is_oid, oid
 from mwap.ledger import now
 
 KEY_PREFIX = "mwap_"
@@ -18,11 +20,17 @@ def hash_key(key: str) -> str:
 
 
 def create(
-    db: Database, tenant_id: str, *, name: str = "", actor: dict[str, str]
+    db: Database, tenant_id: ObjectId | str, *, name: str = "", actor: dict[str, str]
 ) -> tuple[dict[str, Any], str]:
     """A new key for ``tenant_id``: the stored document and the key itself (shown once)."""
-    if db["tenants"].find_one({"_id": tenant_id}, {"_id": 1}) is None:
+    if not is_oid(tenant_id):
+        raise LookupError(f"tenant {str(tenant_id)[:40]} not found")
+    tenant_id = oid(tenant_id)
+    tenant = db["tenants"].find_one({"_id": tenant_id}, {"archived": 1})
+    if tenant is None:
         raise LookupError(f"tenant {tenant_id} not found")
+    if tenant.get("archived") is True:
+        raise LookupError(f"tenant {tenant_id} is archived")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     doc = {
         "_id": "key_" + secrets.token_hex(8),
@@ -63,9 +71,16 @@ def revoke(db: Database, key_id: str, *, actor: dict[str, str]) -> dict[str, Any
 
 
 def find_live(db: Database, key: str) -> dict[str, Any] | None:
-    return db["apiKeys"].find_one({"keyHash": hash_key(key), "revokedAt": None}, {"tenantId": 1})
+    """The live key's document, or None: unknown, revoked, or its tenant is gone or archived."""
+    doc = db["apiKeys"].find_one({"keyHash": hash_key(key), "revokedAt": None}, {"tenantId": 1})
+    if doc is None:
+        return None
+    tenant = db["tenants"].find_one({"_id": doc["tenantId"]}, {"archived": 1})
+    if tenant is None or tenant.get("archived") is True:
+        return None
+    return doc
 
 
-def listing(db: Database, tenant_id: str | None = None) -> list[dict[str, Any]]:
-    query = {"tenantId": tenant_id} if tenant_id else {}
+def listing(db: Database, tenant_id: ObjectId | str | None = None) -> list[dict[str, Any]]:
+    query = {"tenantId": oid(tenant_id)} if tenant_id else {}
     return list(db["apiKeys"].find(query, {"keyHash": 0}).sort("createdAt", -1).limit(1000))

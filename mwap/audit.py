@@ -5,6 +5,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
+from mwap.ids import oid
 from mwap.ledger import now
 
 SYSTEM = {"type": "system", "id": "mwap"}
@@ -12,20 +13,20 @@ SYSTEM = {"type": "system", "id": "mwap"}
 
 def entry(
     *,
-    tenant_id: str | None,
+    tenant_id: ObjectId | str | None,
     action: str,
     target_type: str,
-    target_id: str,
+    target_id: object,
     actor: dict[str, str] | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An audit document, for callers that batch it with other writes."""
     return {
         "_id": ObjectId(),
-        "tenantId": tenant_id,
+        "tenantId": None if tenant_id is None else oid(tenant_id),
         "actor": actor or SYSTEM,
         "action": action,
-        "target": {"type": target_type, "id": target_id},
+        "target": {"type": target_type, "id": str(target_id)},
         "details": details or {},
         "createdAt": now(),
     }

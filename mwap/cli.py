@@ -16,6 +16,7 @@ from pymongo.database import Database
 
 from mwap import apikeys, indexes, registry, rotation
 from mwap.connections import mongo_db
+from mwap.ids import is_oid, oid
 from mwap.settings import Settings, SettingsError, get_settings
 
 OPERATOR = {"type": "operator", "id": "mwap-cli"}
@@ -163,7 +164,10 @@ def keys_list(ctx: Context, tenant_id: str | None) -> None:
 @_json_flag
 @pass_ctx
 def keys_rotate(ctx: Context, batch_size: int) -> None:
-    """Re-encrypt every stored secret under the newest key of MWAP_ENCRYPTION_KEYS. Resumable."""
+    """Re-encrypt every stored secret under the newest key of MWAP_ENCRYPTION_KEYS. Resumable.
+
+    Values in the MWAP backend's legacy format are converted too (set MWAP_LEGACY_ENCRYPTION_KEY).
+    """
     ring = ctx.settings.key_ring()
     report = rotation.rotate(
         ctx.db,
@@ -171,6 +175,7 @@ def keys_rotate(ctx: Context, batch_size: int) -> None:
         batch_size=batch_size,
         progress=lambda collection, r: ctx.progress(
             f"{collection}: scanned {r.scanned}, rotated {r.rotated_secrets} secrets"
+            f" ({r.legacy_converted} from the legacy format)"
         ),
     )
     data = {
@@ -178,11 +183,13 @@ def keys_rotate(ctx: Context, batch_size: int) -> None:
         "scanned": report.scanned,
         "rotatedDocuments": report.rotated_documents,
         "rotatedSecrets": report.rotated_secrets,
+        "legacyConverted": report.legacy_converted,
         "failures": report.failures,
     }
     ctx.emit(
         data,
         f"rotated {report.rotated_secrets} secrets in {report.rotated_documents} documents to key {ring.primary}"
+        f" ({report.legacy_converted} converted from the MWAP backend's legacy format)"
         + "".join(f"\n  ! {f['collection']}/{f['id']} {f['field']}: {f['error']}" for f in report.failures),
     )
     if report.failures:
@@ -224,20 +231,30 @@ def tenants() -> None:
 
 
 @tenants.command("add")
-@click.option("--id", "tenant_id")
+@click.option("--owner-id", required=True, help="The owner's Auth0 user id (one tenant per owner).")
 @click.option("--name", required=True)
+@click.option("--description")
 @click.option("--retention-days", type=int)
 @click.option("--max-projects", type=int)
 @_json_flag
 @pass_ctx
 def tenants_add(
-    ctx: Context, tenant_id: str | None, name: str, retention_days: int | None, max_projects: int | None
+    ctx: Context,
+    *,
+    owner_id: str,
+    name: str,
+    description: str | None,
+    retention_days: int | None,
+    max_projects: int | None,
 ) -> None:
-    """Register a tenant."""
+    """Register a tenant (seed 000's fields)."""
     tenant_settings = {
         k: v for k, v in {"retentionDays": retention_days, "maxProjects": max_projects}.items() if v
     }
-    body = _parse(registry.TenantCreate, {"id": tenant_id, "name": name, "settings": tenant_settings})
+    body = _parse(
+        registry.TenantCreate,
+        {"ownerId": owner_id, "name": name, "description": description, "settings": tenant_settings},
+    )
     doc = _create(lambda: registry.create_tenant(ctx.db, body, actor=OPERATOR))
     ctx.emit(doc, f"tenant {doc['_id']} created")
 
@@ -249,13 +266,16 @@ def providers() -> None:
 
 @providers.command("add")
 @click.option("--slug", required=True, type=click.Choice(["google-drive", "dropbox", "onedrive"]))
-@click.option("--name")
+@click.option("--name", required=True, help="Display name, unique (e.g. 'Google Drive').")
 @click.option("--auth-url", required=True)
 @click.option("--token-url", required=True)
-@click.option("--api-base-url", required=True)
+@click.option("--api-base-url", help="Stored as metadata.apiBaseUrl; default: the provider's real API.")
 @click.option("--client-id", required=True)
 @click.option("--client-secret", envvar="MWAP_PROVIDER_CLIENT_SECRET", prompt=True, hide_input=True)
 @click.option("--scope", "scopes", multiple=True)
+@click.option("--grant-type", default="authorization_code", show_default=True)
+@click.option("--token-method", default="POST", show_default=True, type=click.Choice(["POST", "GET"]))
+@click.option("--created-by", default="mwap-tasks", show_default=True)
 @_json_flag
 @pass_ctx
 def providers_add(ctx: Context, **options: Any) -> None:
@@ -270,7 +290,10 @@ def providers_add(ctx: Context, **options: Any) -> None:
             "clientId": options["client_id"],
             "clientSecret": options["client_secret"],
             "scopes": list(options["scopes"]),
-            "metadata": {"apiBaseUrl": options["api_base_url"]},
+            "grantType": options["grant_type"],
+            "tokenMethod": options["token_method"],
+            "apiBaseUrl": options["api_base_url"],
+            "createdBy": options["created_by"],
         },
     )
     doc = _create(lambda: registry.create_provider(ctx.db, ctx.settings.key_ring(), body, actor=OPERATOR))
@@ -283,35 +306,52 @@ def integrations() -> None:
 
 
 @integrations.command("add")
-@click.option("--tenant", "tenant_id", required=True)
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id (24-hex).")
 @click.option(
     "--provider", "provider_slug", required=True, type=click.Choice(["google-drive", "dropbox", "onedrive"])
 )
 @click.option("--access-token", envvar="MWAP_INTEGRATION_ACCESS_TOKEN", prompt=True, hide_input=True)
 @click.option("--refresh-token", envvar="MWAP_INTEGRATION_REFRESH_TOKEN", default=None)
-@click.option("--expires-at", required=True, help="ISO 8601 with time zone.")
-@click.option("--scope", default="")
-@click.option("--project", "project_ids", multiple=True)
-@click.option("--id", "integration_id")
+@click.option("--expires-at", help="ISO 8601 with time zone (optional, as in the seed).")
+@click.option("--scope", "scopes", multiple=True, help="A granted scope (repeatable).")
+@click.option("--email", help="userInfo.email of the provider account.")
+@click.option("--account-name", default="", help="userInfo.name of the provider account.")
+@click.option("--account-id", help="userInfo.providerId: the provider's user id.")
+@click.option("--created-by", default="mwap-tasks", show_default=True)
+@click.option("--project", "project_ids", multiple=True, help="Project id to link (repeatable).")
 @_json_flag
 @pass_ctx
 def integrations_add(ctx: Context, **options: Any) -> None:
     """Register an integration; its tokens are stored encrypted and never printed."""
+    user_info = None
+    if options["email"] or options["account_id"]:
+        user_info = {
+            "email": options["email"] or "",
+            "name": options["account_name"],
+            "providerId": options["account_id"] or "",
+        }
     body = _parse(
         registry.IntegrationCreate,
         {
-            "id": options["integration_id"],
             "tenantId": options["tenant_id"],
             "providerSlug": options["provider_slug"],
-            "accessToken": options["access_token"],
-            "refreshToken": options["refresh_token"],
-            "expiresAt": options["expires_at"],
-            "scope": options["scope"],
+            "authData": {
+                k: v
+                for k, v in {
+                    "accessToken": options["access_token"],
+                    "refreshToken": options["refresh_token"],
+                    "expiresAt": options["expires_at"],
+                    "scope": list(options["scopes"]),
+                }.items()
+                if v is not None
+            },
+            "userInfo": user_info,
+            "createdBy": options["created_by"],
             "projectIds": list(options["project_ids"]),
         },
     )
     doc = _create(lambda: registry.create_integration(ctx.db, ctx.settings.key_ring(), body, actor=OPERATOR))
-    ctx.emit(registry.public_integration(doc), f"integration {doc['_id']} created")
+    ctx.emit(registry.public_integration(doc, options["provider_slug"]), f"integration {doc['_id']} created")
 
 
 # jobs -------------------------------------------------------------------------------------------
@@ -350,12 +390,19 @@ def jobs() -> None:
 @jobs.command("enqueue")
 @click.argument("job_type")
 @click.option("--tenant", "tenant_id", help="Tenant id (tenant jobs; optional for integration jobs).")
-@click.option("--integration", "integration_id", help="Integration id (integration jobs).")
+@click.option("--integration", "integration_id", help="Integration id (integration and project jobs).")
+@click.option("--project", "project_id", help="Project id (project jobs).")
 @click.option("--params", "params_json", default="{}", help="Job params as a JSON object.")
 @_json_flag
 @pass_ctx
 def jobs_enqueue(
-    ctx: Context, job_type: str, tenant_id: str | None, integration_id: str | None, params_json: str
+    ctx: Context,
+    *,
+    job_type: str,
+    tenant_id: str | None,
+    integration_id: str | None,
+    project_id: str | None,
+    params_json: str,
 ) -> None:
     """Enqueue one job (as the API would), printing its id."""
     from mwap import jobtypes  # noqa: PLC0415
@@ -369,18 +416,30 @@ def jobs_enqueue(
     except (json.JSONDecodeError, ValueError) as error:
         raise click.BadParameter(f"--params: {error}") from None
     subject: dict[str, str] = {}
-    if kind.scope is jobtypes.Scope.INTEGRATION:
+    tenant: Any = None
+    if kind.scope in {jobtypes.Scope.INTEGRATION, jobtypes.Scope.PROJECT}:
         if not integration_id:
             raise click.UsageError(f"{job_type} needs --integration")
-        doc = ctx.db["cloudIntegrations"].find_one({"_id": integration_id}, {"tenantId": 1})
-        if doc is None or (tenant_id and doc["tenantId"] != tenant_id):
+        doc = _integration(ctx, integration_id, {"tenantId": 1})
+        if tenant_id and str(doc["tenantId"]) != tenant_id:
             raise click.ClickException(f"integration {integration_id} not found")
-        tenant_id, subject = doc["tenantId"], {"integrationId": integration_id}
+        tenant, subject = doc["tenantId"], {"integrationId": str(doc["_id"])}
+        if kind.scope is jobtypes.Scope.PROJECT:
+            if not project_id or not is_oid(project_id):
+                raise click.UsageError(f"{job_type} needs --project (24-hex)")
+            if ctx.db["projects"].find_one({"_id": oid(project_id), "tenantId": tenant}, {"_id": 1}) is None:
+                raise click.ClickException(f"project {project_id} not found")
+            subject = {"projectId": project_id, **subject}
     elif kind.scope is jobtypes.Scope.TENANT:
-        if not tenant_id or ctx.db["tenants"].find_one({"_id": tenant_id}, {"_id": 1}) is None:
-            raise click.ClickException(f"{job_type} needs an existing --tenant")
-        subject = {"tenantId": tenant_id}
-    [outcome] = _enqueue(ctx, [JobRequest(job_type, tenant_id, subject, params)])
+        found = (
+            ctx.db["tenants"].find_one({"_id": oid(tenant_id), "archived": {"$ne": True}}, {"_id": 1})
+            if tenant_id and is_oid(tenant_id)
+            else None
+        )
+        if found is None:
+            raise click.ClickException(f"{job_type} needs an existing, non-archived --tenant")
+        tenant, subject = found["_id"], {"tenantId": str(found["_id"])}
+    [outcome] = _enqueue(ctx, [JobRequest(job_type, tenant, subject, params)])
     job = outcome.job
     note = "enqueued" if outcome.created else "already queued or running"
     ctx.emit({"job": job, "created": outcome.created}, f"{job['_id']}  {note}")
@@ -400,7 +459,9 @@ def jobs_show(ctx: Context, job_id: str) -> None:
 
 @jobs.command("list")
 @click.option("--type", "job_type")
-@click.option("--status", type=click.Choice(["queued", "running", "retrying", "succeeded", "failed"]))
+@click.option(
+    "--status", type=click.Choice(["queued", "running", "retrying", "succeeded", "failed", "cancelled"])
+)
 @click.option("--tenant", "tenant_id")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @_json_flag
@@ -409,7 +470,11 @@ def jobs_list(
     ctx: Context, job_type: str | None, status: str | None, tenant_id: str | None, limit: int
 ) -> None:
     """Recent jobs, newest first."""
-    query = {k: v for k, v in {"type": job_type, "status": status, "tenantId": tenant_id}.items() if v}
+    if tenant_id and not is_oid(tenant_id):
+        raise click.BadParameter("--tenant must be a 24-hex id")
+    query = {k: v for k, v in {"type": job_type, "status": status}.items() if v}
+    if tenant_id:
+        query["tenantId"] = oid(tenant_id)
     rows = list(ctx.db["jobs"].find(query).sort([("createdAt", -1), ("_id", -1)]).limit(limit))
     ctx.emit(rows, lambda: "\n".join(_job_line(r) for r in rows) or "no jobs")
 
@@ -480,19 +545,27 @@ def queues(ctx: Context) -> None:
 
 @integrations.command("list")
 @click.option("--tenant", "tenant_id")
-@click.option("--status", type=click.Choice(["active", "inactive", "error", "revoked"]))
+@click.option("--status", type=click.Choice(["active", "inactive", "error", "pending"]))
 @_json_flag
 @pass_ctx
 def integrations_list(ctx: Context, tenant_id: str | None, status: str | None) -> None:
     """Integrations with status, health and token expiry (never tokens)."""
-    query = {k: v for k, v in {"tenantId": tenant_id, "status": status}.items() if v}
-    rows = [registry.public_integration(doc) for doc in ctx.db["cloudIntegrations"].find(query).limit(1000)]
+    if tenant_id and not is_oid(tenant_id):
+        raise click.BadParameter("--tenant must be a 24-hex id")
+    query: dict[str, Any] = {"status": status} if status else {}
+    if tenant_id:
+        query["tenantId"] = oid(tenant_id)
+    slugs = {p["_id"]: p.get("slug") for p in ctx.db["cloudProviders"].find({}, {"slug": 1})}
+    rows = [
+        registry.public_integration(doc, slugs.get(doc.get("providerId")))
+        for doc in ctx.db["cloudIntegrations"].find(query).limit(1000)
+    ]
     ctx.emit(
         rows,
         lambda: (
             "\n".join(
-                f"{r['id']}  {r['tenantId']}  {r['providerSlug']:<12} {r['status']:<8} health={r['health'].get('status')}"
-                f"  expires={r['authData']['expiresAt']:%Y-%m-%d %H:%M}"
+                f"{r['id']}  {r['tenantId']}  {r['providerSlug'] or '?':<12} {r['status']:<8} health={r['health'].get('status')}"
+                f"  expires={r['authData']['expiresAt'] or '-'}"
                 + (f"  reason={r['statusReason']}" if r.get("statusReason") else "")
                 for r in rows
             )
@@ -501,15 +574,25 @@ def integrations_list(ctx: Context, tenant_id: str | None, status: str | None) -
     )
 
 
+def _integration(ctx: Context, integration_id: str, projection: dict[str, int]) -> dict[str, Any]:
+    """The integration by its 24-hex id, or a clear error (exit 1)."""
+    doc = (
+        ctx.db["cloudIntegrations"].find_one({"_id": oid(integration_id)}, projection)
+        if is_oid(integration_id)
+        else None
+    )
+    if doc is None:
+        raise click.ClickException(f"integration {integration_id[:40]} not found")
+    return doc
+
+
 def _set_status(ctx: Context, integration_id: str, fields: dict[str, Any], action: str) -> dict[str, Any]:
     from mwap import audit  # noqa: PLC0415
     from mwap.ledger import now  # noqa: PLC0415
 
-    doc = ctx.db["cloudIntegrations"].find_one({"_id": integration_id}, {"tenantId": 1, "status": 1})
-    if doc is None:
-        raise click.ClickException(f"integration {integration_id} not found")
+    doc = _integration(ctx, integration_id, {"tenantId": 1, "status": 1})
     ctx.db["cloudIntegrations"].update_one(
-        {"_id": integration_id, "tenantId": doc["tenantId"]}, {"$set": {**fields, "updatedAt": now()}}
+        {"_id": doc["_id"], "tenantId": doc["tenantId"]}, {"$set": {**fields, "updatedAt": now()}}
     )
     audit.record(
         ctx.db,
@@ -529,9 +612,20 @@ def _set_status(ctx: Context, integration_id: str, fields: dict[str, Any], actio
 @_json_flag
 @pass_ctx
 def integrations_disable(ctx: Context, integration_id: str, reason: str) -> None:
-    """Stop every automatic job for an integration (status inactive)."""
-    _set_status(ctx, integration_id, {"status": "inactive", "statusReason": reason}, "integration.disabled")
-    ctx.emit({"id": integration_id, "status": "inactive"}, f"{integration_id} disabled")
+    """Stop every automatic job for an integration (status inactive); cancel its open jobs."""
+    from mwap.connections import redis_client  # noqa: PLC0415
+    from mwap.enqueue import cancel_integration_jobs  # noqa: PLC0415
+
+    _set_status(
+        ctx, integration_id, {"status": "inactive", "mwapTasks.statusReason": reason}, "integration.disabled"
+    )
+    cancelled = cancel_integration_jobs(
+        ctx.db, redis_client(ctx.settings), integration_id, reason=f"integration disabled: {reason}"
+    )
+    ctx.emit(
+        {"id": integration_id, "status": "inactive", "cancelledJobs": cancelled},
+        f"{integration_id} disabled; {cancelled} open jobs cancelled",
+    )
 
 
 @integrations.command("reconnect")
@@ -555,9 +649,7 @@ def integrations_reconnect(
         raise click.BadParameter(f"--expires-at: {error}") from None
     if expires.tzinfo is None:
         raise click.BadParameter("--expires-at needs a time zone, e.g. 2026-01-01T00:00:00Z")
-    doc = ctx.db["cloudIntegrations"].find_one({"_id": integration_id}, {"tenantId": 1})
-    if doc is None:
-        raise click.ClickException(f"integration {integration_id} not found")
+    doc = _integration(ctx, integration_id, {"tenantId": 1})
     ring = ctx.settings.key_ring()
     tenant_id = doc["tenantId"]
     fields: dict[str, Any] = {
@@ -566,9 +658,9 @@ def integrations_reconnect(
         ),
         "authData.expiresAt": expires,
         "status": "active",
-        "statusReason": None,
+        "mwapTasks.statusReason": None,
         "health.errorCount": 0,
-        "metadata.refreshCooldownUntil": None,
+        "mwapTasks.refreshCooldownUntil": None,
     }
     if refresh_token:
         fields["authData.refreshToken"] = ring.encrypt(
@@ -588,7 +680,10 @@ def retention() -> None:
 
 @retention.command("run")
 @click.option(
-    "--tenant", "tenant_ids", multiple=True, help="Tenant id (repeatable); default: every active tenant."
+    "--tenant",
+    "tenant_ids",
+    multiple=True,
+    help="Tenant id (repeatable); default: every non-archived tenant.",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
 @_json_flag
@@ -602,7 +697,12 @@ def retention_run(ctx: Context, tenant_ids: tuple[str, ...], dry_run: bool) -> N
 
     settings = ctx.settings
     services = Services(settings, ctx.db, redis_client(settings), key_ring(settings))
-    targets = list(tenant_ids) or [t["_id"] for t in ctx.db["tenants"].find({"status": "active"}, {"_id": 1})]
+    bad = [t for t in tenant_ids if not is_oid(t)]
+    if bad:
+        raise click.BadParameter(f"--tenant must be a 24-hex id: {bad[0][:40]}")
+    targets = list(tenant_ids) or [
+        str(t["_id"]) for t in ctx.db["tenants"].find({"archived": {"$ne": True}}, {"_id": 1})
+    ]
     results = {}
     for number, tenant_id in enumerate(targets, 1):
         try:

@@ -11,34 +11,43 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 
 from mwap import apikeys, audit, registry
-from mwap.crypto import KeyRing, integration_binding
+from mwap.crypto import KeyRing, integration_binding, provider_binding
 from mwap.ledger import now
 from ops.fake_providers.demo import DEMO_ACCOUNTS, demo_tokens
 from ops.fake_providers.documents import provider_documents
 
 ACTOR = {"type": "operator", "id": "mwap demo seed"}
+CREATED_BY = "mwap-demo-seed"
 
+# Natural keys, as the backend's unique indexes define them: tenants by ownerId, projects by
+# (tenant, name), providers by slug, integrations by (tenant, provider).
 TENANTS = [
-    {"id": "demo-acme", "name": "Acme Corp (demo)", "settings": {"retentionDays": 90, "maxProjects": 20}},
-    {"id": "demo-globex", "name": "Globex (demo)", "settings": {"retentionDays": 30, "maxProjects": 5}},
+    {
+        "ownerId": "auth0|demo-acme-owner",
+        "name": "Acme Corp (demo)",
+        "settings": {"retentionDays": 90, "maxProjects": 20},
+    },
+    {
+        "ownerId": "auth0|demo-globex-owner",
+        "name": "Globex (demo)",
+        "settings": {"retentionDays": 30, "maxProjects": 5},
+    },
 ]
+# (tenant owner, project name, folderPath, [demo account of each linked integration])
 PROJECTS = [
-    (
-        "demo-acme",
-        "prj-acme-alpha",
-        "Alpha",
-        [("int-demo-google", "/Projects/Alpha"), ("int-demo-dropbox", "/")],
-    ),
-    ("demo-acme", "prj-acme-photos", "Photos", [("int-demo-google", "/Photos")]),
-    ("demo-globex", "prj-globex-all", "Everything", [("int-demo-onedrive", "/Projects")]),
+    ("auth0|demo-acme-owner", "Alpha", "/Projects/Alpha", ["demo-google", "demo-dropbox"]),
+    ("auth0|demo-acme-owner", "Photos", "/Photos", ["demo-google"]),
+    ("auth0|demo-globex-owner", "Everything", "/Projects", ["demo-onedrive"]),
 ]
+# (tenant owner, demo account)
 INTEGRATIONS = [
-    ("demo-acme", "int-demo-google", "demo-google"),
-    ("demo-acme", "int-demo-dropbox", "demo-dropbox"),
-    ("demo-globex", "int-demo-onedrive", "demo-onedrive"),
+    ("auth0|demo-acme-owner", "demo-google"),
+    ("auth0|demo-acme-owner", "demo-dropbox"),
+    ("auth0|demo-globex-owner", "demo-onedrive"),
 ]
 
 
@@ -50,83 +59,150 @@ def seed(
     keep_keys: dict[str, str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Create or converge the demo data; returns ids and the tenant API keys (new ones in clear)."""
-    for document in provider_documents(providers_url):
-        body = registry.ProviderCreate.model_validate({**document, "id": document["slug"]})
-        fresh = registry.provider_document(ring, body)
-        existing = db["cloudProviders"].find_one({"_id": fresh["_id"]}, {"createdAt": 1})
-        if existing:
-            fresh["createdAt"] = existing["createdAt"]
-        db["cloudProviders"].replace_one({"_id": fresh["_id"]}, fresh, upsert=True)
-    progress(f"providers: {', '.join(d['slug'] for d in provider_documents(providers_url))}")
+    """Create or converge the demo data; returns ids and the tenant API keys (new ones in clear).
 
+    Run against a database the MWAP backend already filled, it adds only what is missing: an
+    existing provider (by slug), tenant (by ownerId), project (by tenant and name) or integration
+    (by tenant and provider) is kept under its own ``_id``.
+    """
+    providers = {}
+    for document in provider_documents(providers_url):
+        providers[document["slug"]] = _converge_provider(db, ring, document)
+    progress(f"providers: {', '.join(providers)}")
+
+    tenants: dict[str, ObjectId] = {}
     for tenant in TENANTS:
-        if db["tenants"].find_one({"_id": tenant["id"]}) is None:
-            registry.create_tenant(db, registry.TenantCreate.model_validate(tenant), actor=ACTOR)
-    progress(f"tenants: {', '.join(t['id'] for t in TENANTS)}")
+        found = db["tenants"].find_one({"ownerId": tenant["ownerId"]}, {"_id": 1})
+        if found is None:
+            try:
+                found = registry.create_tenant(db, registry.TenantCreate.model_validate(tenant), actor=ACTOR)
+            except registry.ConflictError:  # created concurrently, or same owner under another name
+                found = db["tenants"].find_one({"ownerId": tenant["ownerId"]}, {"_id": 1})
+        tenants[tenant["ownerId"]] = found["_id"]
+    progress(f"tenants: {', '.join(str(t) for t in tenants.values())}")
+
+    integrations: dict[str, ObjectId] = {}
+    for owner, account_id in INTEGRATIONS:
+        provider_id = providers[DEMO_ACCOUNTS[account_id]]
+        integrations[account_id] = _converge_integration(db, ring, tenants[owner], provider_id, account_id)
 
     moment = now()
-    for tenant_id, project_id, name, _ in PROJECTS:
+    projects = []
+    for owner, name, folder, accounts in PROJECTS:
+        tenant_id = tenants[owner]
         db["projects"].update_one(
-            {"_id": project_id, "tenantId": tenant_id},
+            {"tenantId": tenant_id, "name": name},
             {
                 "$setOnInsert": {
-                    "name": name,
-                    "status": "active",
-                    "members": [{"userId": f"{tenant_id}-owner", "role": "owner"}],
+                    "description": f"Demo project {name}",
+                    "projectTypeId": DEMO_PROJECT_TYPE,
+                    "config": {},
+                    "members": [{"userId": owner, "role": "OWNER", "addedAt": moment, "addedBy": owner}],
+                    "folderPath": folder,
                     "integrations": [],
-                    "metadata": {"fileCount": 0, "totalSize": 0, "lastSync": None},
+                    "metadata": {"fileCount": 0, "totalSize": 0, "lastSync": moment},
                     "createdAt": moment,
+                    "updatedAt": moment,
+                    "archived": False,
                 }
             },
             upsert=True,
         )
-
-    for tenant_id, integration_id, account_id in INTEGRATIONS:
-        _converge_integration(db, ring, tenant_id, integration_id, account_id)
-    for tenant_id, project_id, _, links in PROJECTS:
-        db["projects"].update_one(
-            {"_id": project_id, "tenantId": tenant_id},
-            {"$set": {"integrations": [{"integrationId": i, "folderPath": f} for i, f in links]}},
-        )
-    progress(f"integrations: {', '.join(i for _, i, _ in INTEGRATIONS)}")
+        project = db["projects"].find_one({"tenantId": tenant_id, "name": name}, {"integrations": 1})
+        linked = {link.get("integrationId") for link in project.get("integrations") or []}
+        missing = [
+            {"integrationId": integrations[a], "enabled": True}
+            for a in accounts
+            if integrations[a] not in linked
+        ]
+        if missing:
+            db["projects"].update_one(
+                {"_id": project["_id"], "tenantId": tenant_id},
+                {"$push": {"integrations": {"$each": missing}}, "$set": {"updatedAt": moment}},
+            )
+        projects.append(str(project["_id"]))
+    progress(f"integrations: {', '.join(str(i) for i in integrations.values())}")
 
     keys = {}
-    for tenant in TENANTS:
-        tenant_id = tenant["id"]
-        known = (keep_keys or {}).get(tenant_id)
+    for tenant_id in tenants.values():
+        known = (keep_keys or {}).get(str(tenant_id))
         if known and apikeys.find_live(db, known):
-            keys[tenant_id] = known
+            keys[str(tenant_id)] = known
         else:
-            _, keys[tenant_id] = apikeys.create(db, tenant_id, name="demo", actor=ACTOR)
+            _, keys[str(tenant_id)] = apikeys.create(db, tenant_id, name="demo", actor=ACTOR)
     return {
-        "tenants": [t["id"] for t in TENANTS],
-        "projects": [p[1] for p in PROJECTS],
-        "integrations": [i[1] for i in INTEGRATIONS],
+        "tenants": [str(t) for t in tenants.values()],
+        "projects": projects,
+        "integrations": [str(i) for i in integrations.values()],
         "tenantApiKeys": keys,
     }
 
 
+# One fixed project type for the demo projects (projectTypes are the backend's; none is required).
+DEMO_PROJECT_TYPE = ObjectId("64d000000000000000000001")
+
+
+def _converge_provider(db: Database, ring: KeyRing, document: dict[str, Any]) -> ObjectId:
+    """The provider with this slug: created if missing, else pointed at the fake server."""
+    body = registry.ProviderCreate.model_validate(
+        {
+            **{k: v for k, v in document.items() if k != "metadata"},
+            "apiBaseUrl": document["metadata"]["apiBaseUrl"],
+            "createdBy": CREATED_BY,
+        }
+    )
+    existing = db["cloudProviders"].find_one({"slug": body.slug.value}, {"_id": 1})
+    if existing is None:
+        try:
+            return registry.create_provider(db, ring, body, actor=ACTOR)["_id"]
+        except registry.ConflictError:  # a provider of that name exists under another slug
+            existing = db["cloudProviders"].find_one({"slug": body.slug.value}, {"_id": 1})
+            if existing is None:
+                raise
+    # Keep its _id (integrations refer to it); take the fake server's URLs and credentials.
+    fresh = registry.provider_document(ring, body)
+    db["cloudProviders"].update_one(
+        {"_id": existing["_id"]},
+        {
+            "$set": {
+                "authUrl": fresh["authUrl"],
+                "tokenUrl": fresh["tokenUrl"],
+                "clientId": fresh["clientId"],
+                "clientSecret": ring.encrypt(
+                    body.client_secret.get_secret_value(), provider_binding(existing["_id"])
+                ),
+                "metadata.apiBaseUrl": fresh["metadata"]["apiBaseUrl"],
+                "updatedAt": now(),
+            }
+        },
+    )
+    return existing["_id"]
+
+
 def _converge_integration(
-    db: Database, ring: KeyRing, tenant_id: str, integration_id: str, account_id: str
-) -> None:
+    db: Database, ring: KeyRing, tenant_id: ObjectId, provider_id: ObjectId, account_id: str
+) -> ObjectId:
     access, refresh = demo_tokens(account_id)
-    slug = DEMO_ACCOUNTS[account_id]
     expires = datetime.now(UTC) + timedelta(hours=1)
-    if db["cloudIntegrations"].find_one({"_id": integration_id, "tenantId": tenant_id}) is None:
+    existing = db["cloudIntegrations"].find_one(
+        {"tenantId": tenant_id, "providerId": provider_id}, {"_id": 1}
+    )
+    if existing is None:
         body = registry.IntegrationCreate.model_validate(
             {
-                "id": integration_id,
-                "tenantId": tenant_id,
-                "providerSlug": slug,
-                "accessToken": access,
-                "refreshToken": refresh,
-                "expiresAt": expires,
-                "userInfo": {"id": account_id, "email": f"{account_id}@example.test"},
+                "tenantId": str(tenant_id),
+                "providerId": str(provider_id),
+                "authData": {"accessToken": access, "refreshToken": refresh, "expiresAt": expires},
+                "userInfo": {
+                    "email": f"{account_id}@example.test",
+                    "name": f"Demo {account_id}",
+                    "providerId": account_id,
+                },
+                "createdBy": CREATED_BY,
             }
         )
-        registry.create_integration(db, ring, body, actor=ACTOR)
-        return
+        return registry.create_integration(db, ring, body, actor=ACTOR)["_id"]
+    integration_id = existing["_id"]
     # The fake server starts afresh with each ops/run: put the demo tokens back, clear any error.
     db["cloudIntegrations"].update_one(
         {"_id": integration_id, "tenantId": tenant_id},
@@ -140,9 +216,9 @@ def _converge_integration(
                 ),
                 "authData.expiresAt": expires,
                 "status": "active",
-                "statusReason": None,
-                "metadata.syncCursor": None,
-                "metadata.refreshCooldownUntil": None,
+                "mwapTasks.statusReason": None,
+                "mwapTasks.syncCursor": None,
+                "mwapTasks.refreshCooldownUntil": None,
                 "updatedAt": now(),
             }
         },
@@ -155,3 +231,4 @@ def _converge_integration(
         target_id=integration_id,
         actor=ACTOR,
     )
+    return integration_id

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 from redis import Redis
 
@@ -23,7 +24,7 @@ Publisher = Callable[[str, str, str, dict[str, str]], None]
 @dataclass(frozen=True, slots=True)
 class JobRequest:
     type: str
-    tenant_id: str | None
+    tenant_id: ObjectId | str | None
     subject: dict[str, str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     request_id: str | None = None
@@ -34,6 +35,9 @@ class JobRequest:
         scope = JOB_TYPES[self.type].scope
         if scope is Scope.INTEGRATION:
             return leases.key(self.type, self.subject["integrationId"])
+        if scope is Scope.PROJECT:
+            # One sync of an integration at a time, whether asked for the integration or a project.
+            return leases.key("integration.sync_files", self.subject["integrationId"])
         if scope is Scope.TENANT:
             return leases.key(self.type, self.subject["tenantId"])
         return None
@@ -170,3 +174,16 @@ def _abandon(db: Database, redis: Redis, drafts: list[dict[str, Any]], error: Ex
         if "leaseKey" in draft:
             with contextlib.suppress(Exception):  # the broker being down is why we are here
                 leases.release(redis, draft["leaseKey"], draft["_id"])
+
+
+def cancel_integration_jobs(
+    db: Database, redis: Redis, integration_id: ObjectId | str, *, reason: str
+) -> int:
+    """Seed ``cancelJobsForIntegration``: every open job about the integration becomes ``cancelled``
+    and its lease is freed. A job a worker is running stops at its next checkpoint (sync) or
+    finds itself final when it ends; a queued message finds it final and does nothing."""
+    cancelled = ledger.cancel(db, {"subject.integrationId": str(integration_id)}, reason=reason)
+    for job in cancelled:
+        if job.get("leaseKey"):
+            leases.release(redis, job["leaseKey"], job["_id"])
+    return len(cancelled)

@@ -30,54 +30,62 @@ class Index:
 def indexes(settings: Settings) -> list[Index]:
     """The index set for these settings (TTL lengths come from retention settings)."""
     return [
-        # tenants and global reference data
-        Index("tenants", "status_1", [("status", ASCENDING), ("_id", ASCENDING)]),
-        Index("projectTypes", "name_unique", [("name", ASCENDING)], {"unique": True}),
-        Index("cloudProviders", "slug_unique", [("slug", ASCENDING)], {"unique": True}),
-        # projects
+        # --- seed 000's indexes, exactly as listed there (keys and options) ---
+        Index("tenants", "ownerId_1", [("ownerId", ASCENDING)], {"unique": True}),
+        Index("tenants", "ownerId_1_name_1", [("ownerId", ASCENDING), ("name", ASCENDING)], {"unique": True}),
+        Index("tenants", "archived_1", [("archived", ASCENDING)]),
+        Index("tenants", "subscription.expiresAt_1", [("subscription.expiresAt", ASCENDING)]),
+        Index("projects", "tenantId_1", [("tenantId", ASCENDING)]),
         Index(
-            "projects", "tenant_name_unique", [("tenantId", ASCENDING), ("name", ASCENDING)], {"unique": True}
+            "projects", "tenantId_1_name_1", [("tenantId", ASCENDING), ("name", ASCENDING)], {"unique": True}
         ),
-        Index(
-            "projects",
-            "tenant_integration",
-            [("tenantId", ASCENDING), ("integrations.integrationId", ASCENDING)],
-        ),
-        # integrations: tenant listing and the dispatchers' due-work queries
+        Index("projects", "members.userId_1", [("members.userId", ASCENDING)]),
+        Index("projects", "projectTypeId_1", [("projectTypeId", ASCENDING)]),
+        Index("projects", "archived_1", [("archived", ASCENDING)]),
+        Index("cloudProviders", "slug_1", [("slug", ASCENDING)], {"unique": True}),
+        Index("cloudProviders", "name_1", [("name", ASCENDING)], {"unique": True}),
+        Index("cloudIntegrations", "tenantId_1", [("tenantId", ASCENDING)]),
         Index(
             "cloudIntegrations",
-            "tenant_provider_account_unique",
-            [("tenantId", ASCENDING), ("providerId", ASCENDING), ("userInfo.id", ASCENDING)],
-            {"unique": True, "partialFilterExpression": {"userInfo.id": {"$type": "string"}}},
-        ),
-        Index("cloudIntegrations", "tenant_status", [("tenantId", ASCENDING), ("status", ASCENDING)]),
-        Index("cloudIntegrations", "due_health", [("status", ASCENDING), ("health.lastCheck", ASCENDING)]),
-        Index("cloudIntegrations", "due_refresh", [("status", ASCENDING), ("authData.expiresAt", ASCENDING)]),
-        Index(
-            "cloudIntegrations",
-            "due_refresh_idle",
-            [("status", ASCENDING), ("metadata.lastRefreshAt", ASCENDING)],
-        ),
-        Index("cloudIntegrations", "due_sync", [("status", ASCENDING), ("metadata.lastSyncAt", ASCENDING)]),
-        # virtual files
-        Index(
-            "virtualFiles",
-            "integration_file_unique",
-            [("integrationId", ASCENDING), ("providerFileId", ASCENDING)],
+            "tenantId_1_providerId_1",
+            [("tenantId", ASCENDING), ("providerId", ASCENDING)],
             {"unique": True},
         ),
+        Index("cloudIntegrations", "status_1", [("status", ASCENDING)]),
+        Index("cloudIntegrations", "authData.expiresAt_1", [("authData.expiresAt", ASCENDING)]),
+        Index("cloudIntegrations", "health.lastCheck_1", [("health.lastCheck", ASCENDING)]),
+        Index("virtualFiles", "projectId_1", [("projectId", ASCENDING)]),
+        Index("virtualFiles", "integrationId_1", [("integrationId", ASCENDING)]),
         Index(
             "virtualFiles",
-            "tenant_integration_path",
-            [("tenantId", ASCENDING), ("integrationId", ASCENDING), ("path", ASCENDING)],
+            "providerFileId_1_integrationId_1",
+            [("providerFileId", ASCENDING), ("integrationId", ASCENDING)],
+            {"unique": True},
         ),
-        Index("virtualFiles", "tenant_project", [("tenantId", ASCENDING), ("projectId", ASCENDING)]),
+        Index("virtualFiles", "syncStatus.lastSync_1", [("syncStatus.lastSync", ASCENDING)]),
+        Index("virtualFiles", "path_1", [("path", ASCENDING)]),
+        # --- the platform's own, for its queries ---
+        # dispatchers: due work among active integrations
+        Index(
+            "cloudIntegrations",
+            "mwap_due_health",
+            [("status", ASCENDING), ("mwapTasks.healthCheckedAt", ASCENDING)],
+        ),
+        Index(
+            "cloudIntegrations",
+            "mwap_due_refresh",
+            [("status", ASCENDING), ("mwapTasks.lastRefreshAt", ASCENDING)],
+        ),
+        Index(
+            "cloudIntegrations", "mwap_due_sync", [("status", ASCENDING), ("mwapTasks.lastSyncAt", ASCENDING)]
+        ),
+        # sync: a tenant's files under a path, and its project totals
         Index(
             "virtualFiles",
-            "tenant_deleted",
-            [("tenantId", ASCENDING), ("deletedAt", ASCENDING)],
-            {"partialFilterExpression": {"deletedAt": {"$type": "date"}}},
+            "mwap_tenant_integration_path",
+            [("tenantId", ASCENDING), ("integrationId", ASCENDING), ("mwapTasks.pathLower", ASCENDING)],
         ),
+        Index("virtualFiles", "mwap_tenant_project", [("tenantId", ASCENDING), ("projectId", ASCENDING)]),
         # audit
         Index("auditLogs", "tenant_created", [("tenantId", ASCENDING), ("createdAt", DESCENDING)]),
         # Backstop only: per-tenant retention (tenant.apply_retention) deletes sooner.
@@ -113,6 +121,11 @@ def indexes(settings: Settings) -> list[Index]:
         # usage and keys
         Index(
             "usageDaily", "tenant_day_unique", [("tenantId", ASCENDING), ("day", ASCENDING)], {"unique": True}
+        ),
+        Index(
+            "jobs",
+            "subject_integration_status",
+            [("subject.integrationId", ASCENDING), ("status", ASCENDING)],
         ),
         Index("apiKeys", "key_hash_unique", [("keyHash", ASCENDING)], {"unique": True}),
         Index("apiKeys", "tenant", [("tenantId", ASCENDING), ("createdAt", DESCENDING)]),

@@ -22,6 +22,7 @@ class Scope(StrEnum):
     SYSTEM = "system"  # no tenant: admin only
     TENANT = "tenant"
     INTEGRATION = "integration"
+    PROJECT = "project"  # subject {projectId, integrationId}; shares the integration sync's lease
 
 
 class Params(BaseModel):
@@ -113,6 +114,14 @@ JOB_TYPES: dict[str, JobType] = {
             Queue.SYNC,
             SyncParams,
             "Incremental listing of the provider account into virtualFiles.",
+        ),
+        JobType(
+            "project.sync_files",
+            Scope.PROJECT,
+            Queue.SYNC,
+            SyncParams,
+            "Seed sync-virtual-files {projectId, integrationId}: the integration's sync, run for one "
+            "project whose link is enabled; shares the integration sync's lease.",
         ),
         JobType(
             "tenant.aggregate_usage",

@@ -1,18 +1,21 @@
 """The job ledger: one ``jobs`` document per job, whose status follows the job.
 
-queued -> running -> succeeded | failed, with running -> retrying -> running for retries. The
+queued -> running -> succeeded | failed, with running -> retrying -> running for retries; any open
+job becomes ``cancelled`` when its integration is removed or disabled (``cancel``). The
 ledger is the source of truth for results (Celery keeps none) and survives a broker that loses
 its data; every transition is a single conditional update, so a redelivered message cannot move
 a finished job back.
 """
 
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.database import Database
+
+from mwap.ids import oid
 
 COLLECTION = "jobs"
 
@@ -23,9 +26,10 @@ class Status(StrEnum):
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-FINAL = frozenset({Status.SUCCEEDED, Status.FAILED})
+FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 OPEN = [Status.QUEUED.value, Status.RUNNING.value, Status.RETRYING.value]
 
 
@@ -36,13 +40,14 @@ def now() -> datetime:
 
 
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    """A job's id, also its Celery task id: an ObjectId's 24-hex form, like every id the API shows."""
+    return str(ObjectId())
 
 
 def new_job(
     job_type: str,
     *,
-    tenant_id: str | None,
+    tenant_id: ObjectId | str | None,
     subject: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
     queue: str,
@@ -53,7 +58,7 @@ def new_job(
     return {
         "_id": job_id or new_job_id(),
         "type": job_type,
-        "tenantId": tenant_id,
+        "tenantId": None if tenant_id is None else oid(tenant_id),
         "subject": subject or {},
         "params": params or {},
         "queue": queue,
@@ -123,15 +128,40 @@ def defer(db: Database, job_id: str) -> None:
     """Put a started job back to queued without counting the attempt (it never ran its body)."""
     db[COLLECTION].update_one(
         {"_id": job_id, "status": Status.RUNNING.value},
-        {"$set": {"status": Status.QUEUED.value, "startedAt": None}, "$inc": {"attempts": -1, "deferrals": 1}},
+        {
+            "$set": {"status": Status.QUEUED.value, "startedAt": None},
+            "$inc": {"attempts": -1, "deferrals": 1},
+        },
     )
 
 
-def get(db: Database, job_id: str, *, tenant_id: str | None) -> dict[str, Any] | None:
+def cancel(db: Database, query: dict[str, Any], *, reason: str) -> list[dict[str, Any]]:
+    """Mark every open job matching ``query`` cancelled; returns them (``_id``, ``leaseKey``).
+
+    A cancelled job that a worker already holds finds itself final at its next ledger write and
+    the worker's task drops it (a queued message finds it final and does nothing).
+    """
+    found = list(db[COLLECTION].find({**query, "status": {"$in": OPEN}}, {"_id": 1, "leaseKey": 1}))
+    if not found:
+        return []
+    db[COLLECTION].update_many(
+        {"_id": {"$in": [job["_id"] for job in found]}, "status": {"$in": OPEN}},
+        {
+            "$set": {
+                "status": Status.CANCELLED.value,
+                "finishedAt": now(),
+                "error": {"type": "Cancelled", "message": reason[:500]},
+            }
+        },
+    )
+    return found
+
+
+def get(db: Database, job_id: str, *, tenant_id: ObjectId | str | None) -> dict[str, Any] | None:
     """A job by id; with a tenant id, only that tenant's job (None for another tenant's)."""
     query: dict[str, Any] = {"_id": job_id}
     if tenant_id is not None:
-        query["tenantId"] = tenant_id
+        query["tenantId"] = oid(tenant_id)
     return db[COLLECTION].find_one(query)
 
 

@@ -4,21 +4,39 @@ Secrets arrive in the clear, are encrypted here before anything is written, and 
 returned: the public views replace them with ``[REDACTED]``.
 """
 
-import secrets as random
-from typing import Any
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, SecretStr
+from bson import ObjectId
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    StringConstraints,
+    model_validator,
+)
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from mwap import audit
 from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap.ids import HEX_PATTERN, oid
 from mwap.ledger import now
-from mwap.models import ProviderSlug, TenantSettings
+from mwap.models import IntegrationStatus, ProviderSlug, SubscriptionPlan, SubscriptionStatus
 from mwap.store import Store
 
 REDACTED = "[REDACTED]"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+ID_PATTERN = HEX_PATTERN
+
+# Where each provider's REST API lives when the provider document's free-form ``metadata`` does
+# not say (``metadata.apiBaseUrl``; the fake providers and tests set it).
+DEFAULT_API_BASE_URLS = {
+    ProviderSlug.GOOGLE_DRIVE.value: "https://www.googleapis.com",
+    ProviderSlug.DROPBOX.value: "https://api.dropboxapi.com",
+    ProviderSlug.ONEDRIVE.value: "https://graph.microsoft.com",
+}
 
 
 class ConflictError(Exception):
@@ -33,59 +51,128 @@ class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class SubscriptionIn(Input):
+    plan: SubscriptionPlan
+    status: SubscriptionStatus
+    expires_at: AwareDatetime = Field(alias="expiresAt")
+    features: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+
+class TenantFeaturesIn(Input):
+    cloud_integrations: bool = Field(default=True, alias="cloudIntegrations")
+    advanced_security: bool = Field(default=False, alias="advancedSecurity")
+    custom_branding: bool = Field(default=False, alias="customBranding")
+
+
+class TenantSettingsIn(Input):
+    allow_public_projects: bool = Field(default=False, alias="allowPublicProjects")
+    max_projects: int = Field(default=10, ge=1, le=100, alias="maxProjects")
+    retention_days: int = Field(default=90, ge=1, le=36500, alias="retentionDays")
+    features: TenantFeaturesIn = Field(default_factory=TenantFeaturesIn)
+
+
 class TenantCreate(Input):
-    id: str | None = Field(default=None, pattern=ID_PATTERN)
-    name: str = Field(min_length=1, max_length=200)
-    settings: TenantSettings = Field(default_factory=TenantSettings)
-
-
-class ProviderMetadataIn(Input):
-    api_base_url: HttpUrl = Field(alias="apiBaseUrl")
+    name: Text
+    description: str | None = Field(default=None, max_length=2000)
+    owner_id: Text = Field(alias="ownerId")
+    settings: TenantSettingsIn = Field(default_factory=TenantSettingsIn)
+    subscription: SubscriptionIn | None = None
 
 
 class ProviderCreate(Input):
-    id: str | None = Field(default=None, pattern=ID_PATTERN)
+    name: Text
     slug: ProviderSlug
-    name: str | None = Field(default=None, max_length=200)
+    scopes: list[Annotated[str, StringConstraints(max_length=500)]] = Field(
+        default_factory=list, max_length=50
+    )
     auth_url: HttpUrl = Field(alias="authUrl")
     token_url: HttpUrl = Field(alias="tokenUrl")
     client_id: str = Field(alias="clientId", min_length=1, max_length=500)
     client_secret: SecretStr = Field(alias="clientSecret", min_length=1, max_length=2000)
-    scopes: list[str] = Field(default_factory=list, max_length=50)
-    metadata: ProviderMetadataIn
+    grant_type: str = Field(default="authorization_code", alias="grantType", max_length=100)
+    token_method: str = Field(default="POST", alias="tokenMethod", pattern=r"^(POST|GET)$")
+    api_base_url: HttpUrl | None = Field(
+        default=None, alias="apiBaseUrl", description="Stored as metadata.apiBaseUrl; default: the real API."
+    )
+    created_by: Text = Field(default="mwap-tasks", alias="createdBy")
+
+
+class AuthDataIn(Input):
+    access_token: SecretStr = Field(alias="accessToken", min_length=1, max_length=8000)
+    refresh_token: SecretStr | None = Field(default=None, alias="refreshToken", max_length=8000)
+    expires_at: AwareDatetime | None = Field(default=None, alias="expiresAt")
+    scope: list[Annotated[str, StringConstraints(max_length=500)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+
+class UserInfoIn(Input):
+    email: str = Field(max_length=320)
+    name: str = Field(default="", max_length=200)
+    provider_id: str = Field(alias="providerId", min_length=1, max_length=200)
 
 
 class IntegrationCreate(Input):
-    id: str | None = Field(default=None, pattern=ID_PATTERN)
-    tenant_id: str = Field(alias="tenantId", pattern=ID_PATTERN)
-    provider_slug: ProviderSlug = Field(alias="providerSlug")
-    name: str = Field(default="", max_length=200)
-    access_token: SecretStr = Field(alias="accessToken", min_length=1, max_length=8000)
-    refresh_token: SecretStr | None = Field(default=None, alias="refreshToken", max_length=8000)
-    expires_at: AwareDatetime = Field(alias="expiresAt")
-    scope: str = Field(default="", max_length=2000)
-    user_info: dict[str, Any] = Field(default_factory=dict, alias="userInfo")
-    project_ids: list[str] = Field(default_factory=list, alias="projectIds", max_length=100)
+    tenant_id: str = Field(alias="tenantId", pattern=HEX_PATTERN)
+    provider_id: str | None = Field(default=None, alias="providerId", pattern=HEX_PATTERN)
+    provider_slug: ProviderSlug | None = Field(
+        default=None, alias="providerSlug", description="Instead of providerId: the provider's slug."
+    )
+    status: IntegrationStatus = IntegrationStatus.ACTIVE
+    auth_data: AuthDataIn = Field(alias="authData")
+    user_info: UserInfoIn | None = Field(default=None, alias="userInfo")
+    created_by: Text = Field(default="mwap-tasks", alias="createdBy")
+    project_ids: list[Annotated[str, StringConstraints(pattern=HEX_PATTERN)]] = Field(
+        default_factory=list,
+        alias="projectIds",
+        max_length=100,
+        description="Projects to link the integration to (enabled links).",
+    )
+
+    @model_validator(mode="after")
+    def _one_provider(self) -> Self:
+        if (self.provider_id is None) == (self.provider_slug is None):
+            raise ValueError("give exactly one of providerId and providerSlug")
+        return self
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{random.token_hex(8)}"
+def _duplicate(error: DuplicateKeyError) -> str:
+    keys = (error.details or {}).get("keyValue") or {}
+    return ", ".join(f"{k}={v}" for k, v in keys.items()) or "a unique key"
+
+
+def tenant_document(body: TenantCreate) -> dict[str, Any]:
+    """The ``tenants`` document for ``body``, shaped as seed 000 defines it."""
+    created = now()
+    doc: dict[str, Any] = {
+        "_id": ObjectId(),
+        "name": body.name,
+        **({"description": body.description} if body.description is not None else {}),
+        "ownerId": body.owner_id,
+        "settings": body.settings.model_dump(by_alias=True),
+        "metadata": {"totalProjects": 0, "totalMembers": 0, "storageUsed": 0, "lastActivity": created},
+        "createdAt": created,
+        "updatedAt": created,
+        "archived": False,
+    }
+    if body.subscription is not None:
+        doc["subscription"] = body.subscription.model_dump(by_alias=True, mode="python")
+        doc["subscription"]["plan"] = body.subscription.plan.value
+        doc["subscription"]["status"] = body.subscription.status.value
+    return doc
 
 
 def create_tenant(db: Database, body: TenantCreate, *, actor: dict[str, str]) -> dict[str, Any]:
-    created = now()
-    doc = {
-        "_id": body.id or new_id("ten"),
-        "name": body.name,
-        "status": "active",
-        "settings": body.settings.model_dump(mode="json", by_alias=True),
-        "createdAt": created,
-        "updatedAt": created,
-    }
+    doc = tenant_document(body)
     try:
         db["tenants"].insert_one(doc)
-    except DuplicateKeyError:
-        raise ConflictError(f"tenant {doc['_id']} exists") from None
+    except DuplicateKeyError as error:
+        raise ConflictError(f"a tenant with {_duplicate(error)} exists") from None
     audit.record(
         db,
         tenant_id=doc["_id"],
@@ -97,33 +184,92 @@ def create_tenant(db: Database, body: TenantCreate, *, actor: dict[str, str]) ->
     return doc
 
 
+def api_base_url(provider: dict[str, Any]) -> str:
+    """The provider's API base: ``metadata.apiBaseUrl`` if set, else the real API of its slug."""
+    configured = (provider.get("metadata") or {}).get("apiBaseUrl")
+    if isinstance(configured, str) and configured:
+        return configured.rstrip("/")
+    return DEFAULT_API_BASE_URLS.get(provider.get("slug", ""), "")
+
+
 def provider_document(ring: KeyRing, body: ProviderCreate) -> dict[str, Any]:
     """The ``cloudProviders`` document for ``body``, its client secret encrypted."""
     created = now()
-    provider_id = body.id or body.slug.value
-    return {
+    provider_id = ObjectId()
+    doc: dict[str, Any] = {
         "_id": provider_id,
+        "name": body.name,
         "slug": body.slug.value,
-        "name": body.name or body.slug.value,
+        "scopes": body.scopes,
         "authUrl": str(body.auth_url),
         "tokenUrl": str(body.token_url),
         "clientId": body.client_id,
         "clientSecret": ring.encrypt(body.client_secret.get_secret_value(), provider_binding(provider_id)),
-        "scopes": body.scopes,
-        "status": "active",
-        "metadata": {"apiBaseUrl": str(body.metadata.api_base_url).rstrip("/")},
+        "grantType": body.grant_type,
+        "tokenMethod": body.token_method,
         "createdAt": created,
         "updatedAt": created,
+        "createdBy": body.created_by,
     }
+    if body.api_base_url is not None:
+        doc["metadata"] = {"apiBaseUrl": str(body.api_base_url).rstrip("/")}
+    return doc
 
 
-def create_provider(db: Database, ring: KeyRing, body: ProviderCreate, *, actor: dict[str, str]) -> dict[str, Any]:
+def create_provider(
+    db: Database, ring: KeyRing, body: ProviderCreate, *, actor: dict[str, str]
+) -> dict[str, Any]:
     doc = provider_document(ring, body)
     try:
         db["cloudProviders"].insert_one(doc)
-    except DuplicateKeyError:
-        raise ConflictError(f"a provider with id {doc['_id']} or slug {doc['slug']} exists") from None
-    audit.record(db, tenant_id=None, action="provider.created", target_type="provider", target_id=doc["_id"], actor=actor)
+    except DuplicateKeyError as error:
+        raise ConflictError(f"a provider with {_duplicate(error)} exists") from None
+    audit.record(
+        db,
+        tenant_id=None,
+        action="provider.created",
+        target_type="provider",
+        target_id=doc["_id"],
+        actor=actor,
+    )
+    return doc
+
+
+def integration_document(
+    ring: KeyRing, body: IntegrationCreate, provider_id: ObjectId, *, integration_id: ObjectId | None = None
+) -> dict[str, Any]:
+    """The ``cloudIntegrations`` document, shaped as the MWAP backend writes it, tokens encrypted."""
+    tenant_id = oid(body.tenant_id)
+    integration_id = integration_id or ObjectId()
+    created = now()
+
+    def seal(field: str, value: SecretStr | None) -> str | None:
+        if value is None:
+            return None
+        return ring.encrypt(value.get_secret_value(), integration_binding(tenant_id, integration_id, field))
+
+    auth: dict[str, Any] = {"accessToken": seal("authData.accessToken", body.auth_data.access_token)}
+    if body.auth_data.refresh_token is not None:
+        auth["refreshToken"] = seal("authData.refreshToken", body.auth_data.refresh_token)
+    if body.auth_data.expires_at is not None:
+        auth["expiresAt"] = body.auth_data.expires_at
+    auth["scope"] = body.auth_data.scope
+    doc: dict[str, Any] = {
+        "_id": integration_id,
+        "tenantId": tenant_id,
+        "providerId": provider_id,
+        "status": body.status.value,
+        "authData": auth,
+        # As the backend registers it: healthy until a check says otherwise. The platform's own
+        # "never checked" mark (mwapTasks.healthCheckedAt absent) makes it due for a check at once.
+        "health": {"lastCheck": created, "status": "healthy", "errorCount": 0},
+        "usage": {"totalRequests": 0, "lastRequest": created},
+        "createdAt": created,
+        "updatedAt": created,
+        "createdBy": body.created_by,
+    }
+    if body.user_info is not None:
+        doc["userInfo"] = body.user_info.model_dump(by_alias=True)
     return doc
 
 
@@ -131,82 +277,62 @@ def create_integration(
     db: Database, ring: KeyRing, body: IntegrationCreate, *, actor: dict[str, str]
 ) -> dict[str, Any]:
     store = Store(db)
-    if db["tenants"].find_one({"_id": body.tenant_id}, {"_id": 1}) is None:
-        raise NotFoundError(f"tenant {body.tenant_id} not found")
-    provider = store.global_collection("cloudProviders").find_one({"slug": body.provider_slug.value})
+    tenant_id = oid(body.tenant_id)
+    tenant = db["tenants"].find_one({"_id": tenant_id}, {"archived": 1})
+    if tenant is None or tenant.get("archived") is True:
+        raise NotFoundError(f"tenant {tenant_id} not found")
+    providers = store.global_collection("cloudProviders")
+    provider = (
+        providers.find_one({"_id": oid(body.provider_id)})
+        if body.provider_id
+        else providers.find_one({"slug": body.provider_slug.value if body.provider_slug else ""})
+    )
     if provider is None:
-        raise NotFoundError(f"provider {body.provider_slug.value} is not registered")
-    scope = store.tenant(body.tenant_id)
-    for project_id in body.project_ids:
-        if scope["projects"].find_one({"_id": project_id}, {"_id": 1}) is None:
+        raise NotFoundError(f"provider {body.provider_id or body.provider_slug} is not registered")
+    scope = store.tenant(tenant_id)
+    project_ids = [oid(p) for p in body.project_ids]
+    for project_id in project_ids:
+        if scope["projects"].find_one({"_id": project_id, "archived": {"$ne": True}}, {"_id": 1}) is None:
             raise NotFoundError(f"project {project_id} not found")
-    integration_id = body.id or new_id("int")
-    created = now()
-
-    def seal(field: str, value: SecretStr | None) -> str | None:
-        if value is None:
-            return None
-        return ring.encrypt(
-            value.get_secret_value(), integration_binding(body.tenant_id, integration_id, field)
-        )
-
-    doc = {
-        "_id": integration_id,
-        "tenantId": body.tenant_id,
-        "providerId": provider["_id"],
-        "providerSlug": body.provider_slug.value,
-        "name": body.name or f"{provider['name']} ({body.user_info.get('email', integration_id)})",
-        "status": "active",
-        "statusReason": None,
-        "authData": {
-            "accessToken": seal("authData.accessToken", body.access_token),
-            "refreshToken": seal("authData.refreshToken", body.refresh_token),
-            "expiresAt": body.expires_at,
-            "scope": body.scope,
-            "tokenType": "Bearer",
-        },
-        "userInfo": body.user_info,
-        "health": {"status": "unknown", "lastCheck": None, "errorCount": 0, "lastError": None},
-        "usage": {"totalRequests": 0},
-        # Null times make a new integration due for every dispatcher on its next tick.
-        "metadata": {"lastSyncAt": None, "lastRefreshAt": None, "syncCursor": None},
-        "createdAt": created,
-        "updatedAt": created,
-    }
+    doc = integration_document(ring, body, provider["_id"])
     try:
         scope["cloudIntegrations"].insert_one(doc)
     except DuplicateKeyError:
-        raise ConflictError(f"integration {integration_id} (or this provider account) exists") from None
-    for project_id in body.project_ids:
+        raise ConflictError(
+            f"tenant {tenant_id} has an integration with provider {provider['slug']} already"
+        ) from None
+    for project_id in project_ids:
         scope["projects"].update_one(
-            {"_id": project_id},
-            {"$addToSet": {"integrations": {"integrationId": integration_id, "folderPath": "/"}}},
+            {"_id": project_id, "integrations.integrationId": {"$ne": doc["_id"]}},
+            {
+                "$push": {"integrations": {"integrationId": doc["_id"], "enabled": True}},
+                "$set": {"updatedAt": now()},
+            },
         )
     audit.record(
         db,
-        tenant_id=body.tenant_id,
+        tenant_id=tenant_id,
         action="integration.created",
         target_type="integration",
-        target_id=integration_id,
+        target_id=doc["_id"],
         actor=actor,
-        details={"provider": body.provider_slug.value},
+        details={"provider": provider["slug"]},
     )
     return doc
 
 
-def delete_integration(db: Database, tenant_id: str, integration_id: str, *, actor: dict[str, str]) -> bool:
-    """Remove the integration and its tokens; its files are marked deleted for retention to purge."""
+def delete_integration(
+    db: Database, tenant_id: ObjectId | str, integration_id: ObjectId | str, *, actor: dict[str, str]
+) -> bool:
+    """Remove the integration, its tokens, its files and its project links (seed: files go with it)."""
     scope = Store(db).tenant(tenant_id)
+    integration_id = oid(integration_id)
     if scope["cloudIntegrations"].delete_one({"_id": integration_id}).deleted_count == 0:
         return False
-    moment = now()
-    scope["virtualFiles"].update_many(
-        {"integrationId": integration_id, "deletedAt": None},
-        {"$set": {"deletedAt": moment, "syncStatus.status": "deleted", "updatedAt": moment}},
-    )
+    scope["virtualFiles"].delete_many({"integrationId": integration_id})
     scope["projects"].update_many(
         {"integrations.integrationId": integration_id},
-        {"$pull": {"integrations": {"integrationId": integration_id}}},
+        {"$pull": {"integrations": {"integrationId": integration_id}}, "$set": {"updatedAt": now()}},
     )
     audit.record(
         db,
@@ -219,31 +345,32 @@ def delete_integration(db: Database, tenant_id: str, integration_id: str, *, act
     return True
 
 
-def public_integration(doc: dict[str, Any]) -> dict[str, Any]:
+def public_integration(doc: dict[str, Any], provider_slug: str | None = None) -> dict[str, Any]:
     """An integration as the API shows it: status, health and expiry, never a token."""
     auth = doc.get("authData") or {}
+    state = doc.get("mwapTasks") or {}
     return {
-        "id": doc["_id"],
-        "tenantId": doc["tenantId"],
-        "providerId": doc.get("providerId"),
-        "providerSlug": doc.get("providerSlug"),
-        "name": doc.get("name", ""),
+        "id": str(doc["_id"]),
+        "tenantId": str(doc["tenantId"]),
+        "providerId": str(doc["providerId"]),
+        "providerSlug": provider_slug,
         "status": doc.get("status"),
-        "statusReason": doc.get("statusReason"),
+        "statusReason": state.get("statusReason"),
         "authData": {
             "accessToken": REDACTED,
             "refreshToken": REDACTED if auth.get("refreshToken") else None,
             "expiresAt": auth.get("expiresAt"),
-            "scope": auth.get("scope", ""),
+            "scope": auth.get("scope") or [],
         },
-        "userInfo": doc.get("userInfo") or {},
+        "userInfo": doc.get("userInfo"),
         "health": doc.get("health") or {},
         "usage": doc.get("usage") or {},
-        "lastSyncAt": (doc.get("metadata") or {}).get("lastSyncAt"),
+        "lastSyncAt": state.get("lastSyncAt"),
         "createdAt": doc.get("createdAt"),
+        "createdBy": doc.get("createdBy"),
     }
 
 
 def public_provider(doc: dict[str, Any]) -> dict[str, Any]:
     shown = {k: v for k, v in doc.items() if k != "_id"}
-    return {"id": doc["_id"], **shown, "clientSecret": REDACTED}
+    return {"id": str(doc["_id"]), **shown, "clientSecret": REDACTED}

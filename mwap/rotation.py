@@ -4,6 +4,12 @@ Resumable by construction: each document is rewritten with a conditional update 
 old ciphertext, so a run that stops halfway leaves every secret readable under one key or the
 other, and the next run simply skips what is already current. A concurrent token refresh wins
 over rotation (the conditional update then matches nothing and the fresh token is left alone).
+
+Values still in the MWAP backend's legacy ``iv:authTag:ciphertext`` format (``mwap.crypto``) are
+rotated like any value not under the primary key: decrypted with ``MWAP_LEGACY_ENCRYPTION_KEY`` and
+written as ``enc:v1`` under the primary key, bound to their document and field for the first time.
+They are counted apart (``legacy_converted``); without the legacy key each is a failure of the
+report, not a crash, and the next run with the key converts them.
 """
 
 from collections.abc import Callable
@@ -26,6 +32,9 @@ class RotationReport:
     scanned: int = 0
     rotated_documents: int = 0
     rotated_secrets: int = 0
+    # Of rotated_secrets, the legacy values converted to enc:v1. Like rotated_secrets it counts the
+    # values written; one a concurrent refresh replaced first is counted but left as refreshed.
+    legacy_converted: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -64,6 +73,7 @@ def rotate(
             for document in batch:
                 report.scanned += 1
                 changes: dict[str, str] = {}
+                legacy = 0
                 for path in fields:
                     current = _get(document, path)
                     if not isinstance(current, str) or not ring.needs_rotation(current):
@@ -71,6 +81,8 @@ def rotate(
                     binding = _binding(collection, document, path)
                     try:
                         changes[path] = ring.encrypt(ring.decrypt(current, binding), binding)
+                        if ring.is_legacy(current):
+                            legacy += 1
                     except CryptoError as error:
                         report.failures.append(
                             {
@@ -85,6 +97,7 @@ def rotate(
                     condition = {"_id": document["_id"], **{p: _get(document, p) for p in changes}}
                     writes.append(UpdateOne(condition, {"$set": changes}))
                     report.rotated_secrets += len(changes)
+                    report.legacy_converted += legacy
             if writes:
                 result = db[collection].bulk_write(writes, ordered=False)
                 report.rotated_documents += result.modified_count
@@ -101,6 +114,7 @@ def rotate(
             "scanned": report.scanned,
             "rotatedDocuments": report.rotated_documents,
             "rotatedSecrets": report.rotated_secrets,
+            "legacyConverted": report.legacy_converted,
             "failures": len(report.failures),
         },
     )

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     mongo_db: str = Field(default="mwap", pattern=r"^[A-Za-z0-9_-]{1,63}$")
     # Key ring "kid:base64key,kid:base64key", newest first. Parsed by mwap.crypto.
     encryption_keys: Annotated[SecretStr, NoDecode]
+    # The MWAP backend's ENCRYPTION_KEY: only to read its legacy iv:authTag:ciphertext values until
+    # `mwap keys rotate` has rewritten them as enc:v1 (never used to encrypt). Empty counts as unset.
+    legacy_encryption_key: SecretStr | None = None
     admin_api_key: SecretStr = Field(min_length=16)
     sentry_dsn: str | None = None
     flower_basic_auth: SecretStr | None = None
@@ -40,10 +43,13 @@ class Settings(BaseSettings):
     idempotency_ttl: int = Field(default=24 * 3600, ge=60)  # seconds a first answer is replayed
     cors_origins: str = ""  # comma-separated browser origins; empty: CORS off
 
-    # Schedule intervals, seconds.
+    # Schedule intervals, seconds (seed 000's defaults: health every 15 min, a new integration
+    # checked within 5 min, token refresh hourly with a look-ahead covering the interval, audit
+    # cleanup daily).
     health_check_interval: int = Field(default=15 * 60, ge=1)
-    token_refresh_interval: int = Field(default=5 * 60, ge=1)
-    token_refresh_lookahead: int = Field(default=10 * 60, ge=0)
+    new_integration_check_within: int = Field(default=5 * 60, ge=1)
+    token_refresh_interval: int = Field(default=3600, ge=1)
+    token_refresh_lookahead: int = Field(default=3600 + 15 * 60, ge=0)
     token_refresh_max_age: int = Field(default=24 * 3600, ge=60)
     sync_interval: int = Field(default=15 * 60, ge=1)
     usage_aggregation_interval: int = Field(default=3600, ge=1)
@@ -53,7 +59,6 @@ class Settings(BaseSettings):
     # Retention defaults, days.
     job_retention_days: int = Field(default=30, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
-    deleted_file_grace_days: int = Field(default=30, ge=1)
 
     # Job behaviour.
     tenant_max_running_jobs: int = Field(default=8, ge=1, le=1000)  # fairness across tenants
@@ -85,8 +90,16 @@ class Settings(BaseSettings):
         KeyRing.parse(value.get_secret_value())  # KeyRingError (a ValueError) names the bad entry
         return value
 
+    @field_validator("legacy_encryption_key")
+    @classmethod
+    def _empty_legacy_key_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    def legacy_password(self) -> str | None:
+        return self.legacy_encryption_key.get_secret_value() if self.legacy_encryption_key else None
+
     def key_ring(self) -> KeyRing:
-        return KeyRing.parse(self.encryption_keys.get_secret_value())
+        return KeyRing.parse(self.encryption_keys.get_secret_value(), legacy_password=self.legacy_password())
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> Self:
@@ -94,6 +107,9 @@ class Settings(BaseSettings):
             raise ValueError("MWAP_TASK_SOFT_TIME_LIMIT must be below MWAP_TASK_TIME_LIMIT")
         if self.broker_visibility_timeout <= self.task_time_limit:
             raise ValueError("MWAP_BROKER_VISIBILITY_TIMEOUT must exceed MWAP_TASK_TIME_LIMIT")
+        if self.token_refresh_lookahead < self.token_refresh_interval:
+            # A token expiring between two ticks would otherwise lapse before it is refreshed.
+            raise ValueError("MWAP_TOKEN_REFRESH_LOOKAHEAD must be at least MWAP_TOKEN_REFRESH_INTERVAL")
         return self
 
 

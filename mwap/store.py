@@ -10,12 +10,15 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from bson import ObjectId
 from pydantic import BaseModel, ValidationError
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.cursor import Cursor
 from pymongo.database import Database
 from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+
+from mwap.ids import InvalidIdError, is_oid, oid
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +35,24 @@ class TenantBoundaryError(ValueError):
     """A query or write tried to reach outside its tenant."""
 
 
+def tenant_oid(tenant_id: object) -> ObjectId:
+    """The tenant id as stored (an ObjectId); anything else is refused before any query runs."""
+    try:
+        return oid(tenant_id)
+    except InvalidIdError:
+        raise TenantBoundaryError("a tenant id (ObjectId) is required") from None
+
+
+def _same(value: object, tenant_id: ObjectId) -> bool:
+    return is_oid(value) and oid(value) == tenant_id
+
+
 class TenantCollection:
     """One tenant's view of a tenant-owned collection."""
 
-    def __init__(self, collection: Collection, tenant_id: str) -> None:
-        if not isinstance(tenant_id, str) or not tenant_id:
-            raise TenantBoundaryError("a tenant id is required")
+    def __init__(self, collection: Collection, tenant_id: ObjectId | str) -> None:
         self.collection = collection
-        self.tenant_id = tenant_id
+        self.tenant_id = tenant_oid(tenant_id)
 
     @property
     def name(self) -> str:
@@ -48,7 +61,7 @@ class TenantCollection:
     def scoped(self, query: Mapping[str, Any] | None) -> dict[str, Any]:
         """``query`` with this tenant's id added; a different tenant id in it is an error."""
         scoped = dict(query or {})
-        if TENANT_FIELD in scoped and scoped[TENANT_FIELD] != self.tenant_id:
+        if TENANT_FIELD in scoped and not _same(scoped[TENANT_FIELD], self.tenant_id):
             raise TenantBoundaryError(f"query on {self.name} names another tenant")
         scoped[TENANT_FIELD] = self.tenant_id
         return scoped
@@ -58,14 +71,15 @@ class TenantCollection:
         for stage in stages:
             for operator, fields in stage.items():
                 if isinstance(fields, Mapping) and TENANT_FIELD in fields:
-                    if operator == "$setOnInsert" and fields[TENANT_FIELD] == self.tenant_id:
+                    if operator == "$setOnInsert" and _same(fields[TENANT_FIELD], self.tenant_id):
                         continue
                     raise TenantBoundaryError(f"an update on {self.name} may not change {TENANT_FIELD}")
 
     def _stamp(self, document: Mapping[str, Any]) -> dict[str, Any]:
         stamped = dict(document)
-        if stamped.setdefault(TENANT_FIELD, self.tenant_id) != self.tenant_id:
+        if not _same(stamped.setdefault(TENANT_FIELD, self.tenant_id), self.tenant_id):
             raise TenantBoundaryError(f"document for {self.name} belongs to another tenant")
+        stamped[TENANT_FIELD] = self.tenant_id
         return stamped
 
     # Reads
@@ -127,9 +141,9 @@ class TenantCollection:
 class TenantScope:
     """Every tenant-owned collection of one tenant."""
 
-    def __init__(self, db: Database, tenant_id: str) -> None:
+    def __init__(self, db: Database, tenant_id: ObjectId | str) -> None:
         self.db = db
-        self.tenant_id = tenant_id
+        self.tenant_id = tenant_oid(tenant_id)
 
     def __getitem__(self, name: str) -> TenantCollection:
         if name not in TENANT_OWNED:
@@ -147,9 +161,7 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def tenant(self, tenant_id: str) -> TenantScope:
-        if not isinstance(tenant_id, str) or not tenant_id:
-            raise TenantBoundaryError("a tenant id is required")
+    def tenant(self, tenant_id: ObjectId | str) -> TenantScope:
         return TenantScope(self.db, tenant_id)
 
     def global_collection(self, name: str) -> Collection:

@@ -8,11 +8,14 @@ health) describe "now" and are written only into today's document; past days kee
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from bson import ObjectId
 from celery import shared_task
 
 from mwap import usage
+from mwap.ids import aware, oid
 from mwap.ledger import now
 from mwap.store import Store
+from tasks.integrations import Skip, ensure_tenant_live
 from worker.base import Job, JobTask, Services
 
 
@@ -27,7 +30,7 @@ def window(params: dict[str, Any], today: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
-def aggregate(services: Services, tenant_id: str, days: list[date]) -> list[dict[str, Any]]:
+def aggregate(services: Services, tenant_id: ObjectId | str, days: list[date]) -> list[dict[str, Any]]:
     """Compute and upsert the ``usageDaily`` documents of ``days``; returns them."""
     if not days:
         return []
@@ -67,8 +70,8 @@ def aggregate(services: Services, tenant_id: str, days: list[date]) -> list[dict
         storage = list(
             scope["virtualFiles"].aggregate(
                 [
-                    {"$match": {"deletedAt": None, "isFolder": False}},
-                    {"$group": {"_id": None, "size": {"$sum": "$size"}}},
+                    {"$match": {"mwapTasks.isFolder": {"$ne": True}}},
+                    {"$group": {"_id": None, "size": {"$sum": {"$ifNull": ["$size", 0]}}}},
                 ]
             )
         )
@@ -96,15 +99,88 @@ def aggregate(services: Services, tenant_id: str, days: list[date]) -> list[dict
             fields.update(snapshot)
         else:
             update["$setOnInsert"] = {"storageBytes": 0, "integrationsByHealth": {}}
-        doc_id = f"{tenant_id}:{day.isoformat()}"
-        operations.append(({"_id": doc_id}, update, True))
-        documents.append({"_id": doc_id, "tenantId": tenant_id, **fields})
+        operations.append(({"day": day_start(day)}, update, True))
+        documents.append({"tenantId": scope.tenant_id, **fields})
     scope["usageDaily"].bulk_update(operations)
     return documents
 
 
+def update_seed_counters(services: Services, tenant_id: ObjectId | str) -> dict[str, Any]:
+    """Seed 000's counters: every live project's ``metadata.fileCount/totalSize``, and the tenant's
+    ``metadata.totalProjects/totalMembers/storageUsed/lastActivity``. (Integrations'
+    ``usage.totalRequests/lastRequest`` are counted by every job as it calls the provider.)"""
+    scope = Store(services.db).tenant(tenant_id)
+    projects = list(scope["projects"].find({"archived": {"$ne": True}}, {"members.userId": 1, "metadata": 1}))
+    totals = {
+        row["_id"]: row
+        for row in scope["virtualFiles"].aggregate(
+            [
+                {"$match": {"mwapTasks.isFolder": {"$ne": True}}},
+                {
+                    "$group": {
+                        "_id": "$projectId",
+                        "count": {"$sum": 1},
+                        "size": {"$sum": {"$ifNull": ["$size", 0]}},
+                    }
+                },
+            ]
+        )
+    }
+    updates = []
+    for project in projects:
+        row = totals.get(project["_id"]) or {"count": 0, "size": 0}
+        known = project.get("metadata") or {}
+        if known.get("fileCount") != row["count"] or known.get("totalSize") != row["size"]:
+            updates.append(
+                (
+                    {"_id": project["_id"]},
+                    {"$set": {"metadata.fileCount": row["count"], "metadata.totalSize": row["size"]}},
+                    False,
+                )
+            )
+    scope["projects"].bulk_update(updates)
+    activity = [
+        moment
+        for moment in (
+            *((p.get("metadata") or {}).get("lastSync") for p in projects),
+            *(
+                (doc.get("usage") or {}).get("lastRequest")
+                for doc in scope["cloudIntegrations"].find({}, {"usage.lastRequest": 1})
+            ),
+        )
+        if isinstance(moment, datetime)
+    ]
+    tenant = services.db["tenants"].find_one({"_id": scope.tenant_id}, {"metadata.lastActivity": 1}) or {}
+    previous = (tenant.get("metadata") or {}).get("lastActivity")
+    if isinstance(previous, datetime):
+        activity.append(previous)
+    counters: dict[str, Any] = {
+        "totalProjects": len(projects),
+        "totalMembers": len(
+            {m.get("userId") for p in projects for m in p.get("members") or [] if m.get("userId")}
+        ),
+        "storageUsed": sum(
+            row["size"] for pid, row in totals.items() if any(p["_id"] == pid for p in projects)
+        ),
+    }
+    if activity:
+        counters["lastActivity"] = max(aware(moment) for moment in activity)
+    services.db["tenants"].update_one(
+        {"_id": scope.tenant_id}, {"$set": {f"metadata.{name}": value for name, value in counters.items()}}
+    )
+    return {**counters, "projectsUpdated": len(updates)}
+
+
 @shared_task(bind=True, base=JobTask, name="tenant.aggregate_usage")
 def aggregate_usage(self: JobTask, job: Job) -> dict[str, Any]:
+    services = self.services()
+    try:
+        ensure_tenant_live(services, oid(job.tenant_id))
+    except Skip as skip:
+        return {"skipped": str(skip)}
     days = window(job.params, now().date())
-    documents = aggregate(self.services(), job.tenant_id, days)
-    return {"days": [d["_id"].split(":")[-1] for d in documents]}
+    documents = aggregate(services, job.tenant_id, days)
+    counters = update_seed_counters(services, job.tenant_id)
+    if isinstance(counters.get("lastActivity"), datetime):
+        counters["lastActivity"] = counters["lastActivity"].isoformat()
+    return {"days": [d["day"].date().isoformat() for d in documents], "tenant": counters}

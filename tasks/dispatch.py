@@ -12,6 +12,7 @@ from datetime import timedelta
 from itertools import batched
 from typing import Any
 
+from bson import ObjectId
 from celery import shared_task
 
 from mwap import metrics
@@ -24,20 +25,38 @@ from worker.base import Services, services_of
 logger = logging.getLogger(__name__)
 
 
-def _due_or_never(field: str, cutoff: object) -> dict[str, Any]:
-    return {"$or": [{field: None}, {field: {"$lt": cutoff}}]}
+def _due_or_never(field: str, cutoff: object) -> list[dict[str, Any]]:
+    return [{field: None}, {field: {"$lt": cutoff}}]
+
+
+ARCHIVED = {"archived": True}
+
+
+def archived_tenants(services: Services) -> list[ObjectId]:
+    """Ids of archived tenants (seed ``archived: true``): their integrations get no jobs."""
+    tenants = Store(services.db).global_collection("tenants")
+    return [doc["_id"] for doc in tenants.find(ARCHIVED, {"_id": 1})]
 
 
 def due_integrations(services: Services, job_type: str) -> dict[str, Any]:
-    """The indexed query of integrations due for ``job_type`` now."""
+    """The indexed query of integrations due for ``job_type`` now (seed status ``active`` only).
+
+    Health: never checked by the platform (``mwapTasks.healthCheckedAt`` unset, so a new
+    integration is checked on the next tick) or ``health.lastCheck`` older than the interval.
+    Refresh: a refresh token, and expiring within the look-ahead, or not refreshed (since it was
+    created) for the idle maximum; a failing refresh waits out its cooldown.
+    """
     settings = services.settings
     moment = now()
     if job_type == "integration.health_check":
         cutoff = moment - timedelta(seconds=settings.health_check_interval)
-        return {"status": "active", **_due_or_never("health.lastCheck", cutoff)}
+        return {
+            "status": "active",
+            "$or": [{"mwapTasks.healthCheckedAt": None}, *_due_or_never("health.lastCheck", cutoff)],
+        }
     if job_type == "integration.sync_files":
         cutoff = moment - timedelta(seconds=settings.sync_interval)
-        return {"status": "active", **_due_or_never("metadata.lastSyncAt", cutoff)}
+        return {"status": "active", "$or": _due_or_never("mwapTasks.lastSyncAt", cutoff)}
     if job_type == "integration.refresh_token":
         expiring = moment + timedelta(seconds=settings.token_refresh_lookahead)
         idle = moment - timedelta(seconds=settings.token_refresh_max_age)
@@ -46,11 +65,11 @@ def due_integrations(services: Services, job_type: str) -> dict[str, Any]:
             "authData.refreshToken": {"$type": "string"},
             "$or": [
                 {"authData.expiresAt": {"$lt": expiring}},
-                {"metadata.lastRefreshAt": None},
-                {"metadata.lastRefreshAt": {"$lt": idle}},
+                {"mwapTasks.lastRefreshAt": {"$lt": idle}},
+                {"mwapTasks.lastRefreshAt": None, "createdAt": {"$lt": idle}},
             ],
             # Residual filter on the few due ones: a failing refresh waits out its cooldown.
-            "metadata.refreshCooldownUntil": {"$not": {"$gt": moment}},
+            "mwapTasks.refreshCooldownUntil": {"$not": {"$gt": moment}},
         }
     raise ValueError(f"no due query for {job_type}")
 
@@ -66,10 +85,10 @@ def dispatch(
         requests = []
         for item in chunk:
             tenant_id = item["tenantId"] if subject == "integrationId" else item["_id"]
-            if not isinstance(tenant_id, str):
-                logger.warning("skipping %s with no tenant id: _id=%s", job_type, item.get("_id"))
+            if not isinstance(tenant_id, ObjectId):
+                logger.warning("skipping %s with no ObjectId tenant id: _id=%s", job_type, item.get("_id"))
                 continue
-            requests.append(JobRequest(job_type, tenant_id, {subject: item["_id"]}))
+            requests.append(JobRequest(job_type, tenant_id, {subject: str(item["_id"])}))
         due += len(requests)
         results = enqueue(
             services.db, services.redis, publish, requests, lease_ttl=settings.broker_visibility_timeout
@@ -89,6 +108,9 @@ def dispatch(
 def dispatch_integrations(services: Services, app: Any, job_type: str) -> dict[str, int]:
     integrations = Store(services.db).unscoped("cloudIntegrations")
     query = due_integrations(services, job_type)
+    archived = archived_tenants(services)
+    if archived:
+        query["tenantId"] = {"$nin": archived}
     cursor = integrations.find(
         query, {"_id": 1, "tenantId": 1}, batch_size=services.settings.dispatch_chunk_size
     )
@@ -97,7 +119,9 @@ def dispatch_integrations(services: Services, app: Any, job_type: str) -> dict[s
 
 def dispatch_tenants(services: Services, app: Any, job_type: str) -> dict[str, int]:
     tenants = Store(services.db).global_collection("tenants")
-    cursor = tenants.find({"status": "active"}, {"_id": 1}, batch_size=services.settings.dispatch_chunk_size)
+    cursor = tenants.find(
+        {"archived": {"$ne": True}}, {"_id": 1}, batch_size=services.settings.dispatch_chunk_size
+    )
     return dispatch(services, app, job_type, cursor, "tenantId")
 
 

@@ -11,13 +11,14 @@ import logging
 from typing import Any
 
 import pybreaker
+from bson import ObjectId
 from celery import shared_task
 from redis import Redis
 
 from mwap import metrics
 from mwap.ledger import now
 from tasks.integrations import Connection, Skip, mark_error, open_connection
-from tasks.providers import ProviderError, ReauthRequired, TransientProviderError
+from tasks.providers import AccountInfo, ProviderError, ReauthRequired, TransientProviderError
 from worker.base import Job, JobTask, Services
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def _record(conn: Connection, *, ok: bool, error: str | None = None) -> dict[str
     if ok:
         update = {"health.status": "healthy", "health.errorCount": 0, "health.lastError": None}
         conn.integrations.update_one(
-            {"_id": conn.integration_id}, {"$set": {**update, "health.lastCheck": moment}}
+            {"_id": conn.integration_id},
+            {"$set": {**update, "health.lastCheck": moment, "mwapTasks.healthCheckedAt": moment}},
         )
         return {"status": "healthy", "errorCount": 0}
     previous = int((conn.integration.get("health") or {}).get("errorCount") or 0)
@@ -76,15 +78,38 @@ def _record(conn: Connection, *, ok: bool, error: str | None = None) -> dict[str
                 "health.errorCount": count,
                 "health.lastError": (error or "")[:500],
                 "health.lastCheck": moment,
+                "mwapTasks.healthCheckedAt": moment,
             }
         },
     )
     return {"status": status, "errorCount": count, "lastError": (error or "")[:500]}
 
 
-def check(services: Services, tenant_id: str, integration_id: str) -> dict[str, Any]:
+def _record_account(conn: Connection, info: AccountInfo) -> None:
+    """The seed's ``userInfo`` and quota fields, from what the probe learned (written when changed)."""
+    known = conn.integration.get("userInfo") or {}
+    user_info = {
+        **known,
+        "email": info.email or known.get("email") or "",
+        "name": info.display_name or known.get("name") or "",
+        "providerId": info.account_id or known.get("providerId") or "",
+    }
+    update: dict[str, Any] = {}
+    if user_info != known:
+        update["userInfo"] = user_info  # whole: a backend document may hold userInfo: null
+    usage = conn.integration.get("usage") or {}
+    if info.quota_used is not None and usage.get("quotaUsed") != info.quota_used:
+        update["usage.quotaUsed"] = info.quota_used
+    if info.quota_total is not None and usage.get("quotaLimit") != info.quota_total:
+        update["usage.quotaLimit"] = info.quota_total
+    if update:
+        conn.integrations.update_one({"_id": conn.integration_id}, {"$set": update})
+
+
+def check(services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str) -> dict[str, Any]:
     """Probe the account once; the result says the new health, or why nothing was probed."""
     conn = open_connection(services, tenant_id, integration_id)
+    tenant_id, integration_id = conn.tenant_id, conn.integration_id
     circuit = breaker(services, conn.provider["slug"])
     try:
         info = circuit.call(conn.client.account)
@@ -107,11 +132,7 @@ def check(services: Services, tenant_id: str, integration_id: str) -> dict[str, 
         conn.record_usage()
         metrics.breaker(conn.provider["slug"], is_open=circuit.current_state == pybreaker.STATE_OPEN)
     health = _record(conn, ok=True)
-    if info.email and (conn.integration.get("userInfo") or {}).get("email") != info.email:
-        conn.integrations.update_one(
-            {"_id": integration_id},
-            {"$set": {"userInfo.email": info.email, "userInfo.name": info.display_name}},
-        )
+    _record_account(conn, info)
     return health
 
 

@@ -9,12 +9,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from bson import ObjectId
 from pydantic import ValidationError
 
 from mwap import audit, usage
 from mwap.crypto import CryptoError, KeyRing, integration_binding, provider_binding
+from mwap.ids import oid
 from mwap.ledger import now
-from mwap.models import CloudIntegration
+from mwap.models import CloudIntegration, ProviderSlug
+from mwap.registry import api_base_url
 from mwap.store import Store, TenantCollection
 from tasks.providers import ProviderClient, ProviderConfig, RetryPolicy, Tokens, client_for
 from worker.base import Services
@@ -23,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 ACCESS = "authData.accessToken"
 REFRESH = "authData.refreshToken"
+SUPPORTED = frozenset(slug.value for slug in ProviderSlug)
 
 
 class Skip(Exception):  # a normal outcome, not an error
@@ -40,7 +44,7 @@ class IntegrationBroken(Exception):
 @dataclass
 class Connection:
     services: Services
-    tenant_id: str
+    tenant_id: ObjectId
     integration: dict[str, Any]
     provider: dict[str, Any]
     client: ProviderClient
@@ -48,18 +52,24 @@ class Connection:
     counted: int = field(default=0)
 
     @property
-    def integration_id(self) -> str:
+    def integration_id(self) -> ObjectId:
         return self.integration["_id"]
 
     def record_usage(self) -> None:
         """Add the HTTP calls made since the last record to ``usage.totalRequests``."""
         delta = self.client.request_count - self.counted
         if delta:
-            self.integrations.update_one(
-                {"_id": self.integration_id}, {"$inc": {"usage.totalRequests": delta}}
-            )
+            count_requests(self.integrations, self.integration_id, delta)
             usage.bump(self.services.redis, usage.PROVIDER_REQUESTS, self.tenant_id, delta)
             self.counted += delta
+
+
+def count_requests(integrations: TenantCollection, integration_id: ObjectId, count: int) -> None:
+    """Seed counters: ``usage.totalRequests`` grows by ``count``; ``usage.lastRequest`` is now."""
+    integrations.update_one(
+        {"_id": integration_id},
+        {"$inc": {"usage.totalRequests": count}, "$set": {"usage.lastRequest": now()}},
+    )
 
 
 def tokens_of(ring: KeyRing, integration: dict[str, Any]) -> Tokens:
@@ -72,22 +82,32 @@ def tokens_of(ring: KeyRing, integration: dict[str, Any]) -> Tokens:
         if auth.get("refreshToken")
         else ""
     )
+    scope = auth.get("scope")
     return Tokens(
-        access_token=access, refresh_token=refresh, expires_at=auth["expiresAt"], scope=auth.get("scope")
+        access_token=access,
+        refresh_token=refresh,
+        expires_at=auth.get("expiresAt"),
+        scope=" ".join(scope) if isinstance(scope, list) else scope,
     )
 
 
 def provider_config(ring: KeyRing, provider: dict[str, Any]) -> ProviderConfig:
+    """The provider's client settings, its secret decrypted and its API base resolved."""
+    if provider.get("slug") not in SUPPORTED:
+        raise Skip(f"provider slug {str(provider.get('slug'))[:40]!r} has no adapter in mwap-tasks")
     secret = ring.decrypt(provider["clientSecret"], provider_binding(provider["_id"]))
-    return ProviderConfig.from_document({**provider, "clientSecret": secret})
+    metadata = {**(provider.get("metadata") or {}), "apiBaseUrl": api_base_url(provider)}
+    return ProviderConfig.from_document({**provider, "clientSecret": secret, "metadata": metadata})
 
 
-def mark_error(services: Services, tenant_id: str, integration_id: str, reason: str, *, action: str) -> bool:
+def mark_error(
+    services: Services, tenant_id: ObjectId, integration_id: ObjectId, reason: str, *, action: str
+) -> bool:
     """Set status ``error`` with ``reason`` unless already so; audit the change. True if changed."""
     integrations = Store(services.db).tenant(tenant_id)["cloudIntegrations"]
     changed = integrations.update_one(
         {"_id": integration_id, "status": {"$ne": "error"}},
-        {"$set": {"status": "error", "statusReason": reason[:500], "updatedAt": now()}},
+        {"$set": {"status": "error", "mwapTasks.statusReason": reason[:500], "updatedAt": now()}},
     ).modified_count
     if changed:
         audit.record(
@@ -102,10 +122,23 @@ def mark_error(services: Services, tenant_id: str, integration_id: str, reason: 
     return bool(changed)
 
 
-def load(services: Services, tenant_id: str, integration_id: str) -> tuple[dict[str, Any], TenantCollection]:
-    """The integration document, read with its tenant id; Skip when gone or not active."""
+def ensure_tenant_live(services: Services, tenant_id: ObjectId) -> None:
+    """Skip when the tenant is gone or archived: an archived tenant gets no work done."""
+    tenant = Store(services.db).global_collection("tenants").find_one({"_id": tenant_id}, {"archived": 1})
+    if tenant is None:
+        raise Skip("tenant no longer exists")
+    if tenant.get("archived") is True:
+        raise Skip("tenant is archived")
+
+
+def load(
+    services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str
+) -> tuple[dict[str, Any], TenantCollection]:
+    """The integration document, read with its tenant id; Skip when gone, not active or archived."""
+    tenant_id = oid(tenant_id)
+    ensure_tenant_live(services, tenant_id)
     integrations = Store(services.db).tenant(tenant_id)["cloudIntegrations"]
-    doc = integrations.find_one({"_id": integration_id})
+    doc = integrations.find_one({"_id": oid(integration_id)})
     if doc is None:
         raise Skip("integration no longer exists")
     if doc.get("status") != "active":
@@ -115,20 +148,25 @@ def load(services: Services, tenant_id: str, integration_id: str) -> tuple[dict[
     except ValidationError as error:
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in error.errors()})
         logger.warning("integration %s of tenant %s does not validate: %s", integration_id, tenant_id, fields)
-        raise InvalidDocument(f"integration {integration_id} does not validate: bad fields {fields}") from None
+        raise InvalidDocument(
+            f"integration {integration_id} does not validate: bad fields {fields}"
+        ) from None
     return doc, integrations
 
 
-def open_connection(services: Services, tenant_id: str, integration_id: str) -> Connection:
+def open_connection(
+    services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str
+) -> Connection:
     """Load, decrypt and connect; 401s during the run refresh through the single-flight path."""
     from tasks import tokens  # noqa: PLC0415 - tokens builds connections too; import at use breaks the cycle
 
     integration, integrations = load(services, tenant_id, integration_id)
+    tenant_id, integration_id = integration["tenantId"], integration["_id"]
     provider = (
         Store(services.db).global_collection("cloudProviders").find_one({"_id": integration["providerId"]})
     )
-    if provider is None or provider.get("status", "active") != "active":
-        raise Skip(f"provider {integration['providerId']} is not available")
+    if provider is None:
+        raise Skip(f"provider {integration['providerId']} is not registered")
     try:
         config = provider_config(services.ring, provider)
         current = tokens_of(services.ring, integration)

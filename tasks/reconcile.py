@@ -142,11 +142,17 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
         # Open but executed nowhere: its worker died, or the delivery ended without the ledger
         # hearing of it (the outcome's write met a storage outage).
         if int(job.get("resends") or 0) >= settings.max_resends:
-            if ledger.fail(services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}):
+            if ledger.fail(
+                services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}
+            ):
                 counts["lost"] += 1
             continue
         # Conditional on the job still being as we read it: under load many finish during a pass.
-        unchanged = {"_id": job_id, "status": job["status"], "attempts": job.get("attempts", {"$exists": False})}
+        unchanged = {
+            "_id": job_id,
+            "status": job["status"],
+            "attempts": job.get("attempts", {"$exists": False}),
+        }
         marked = jobs.update_one(unchanged, {"$inc": {"resends": 1}, "$set": {"reconciledAt": moment}})
         if not marked.modified_count:
             continue
@@ -154,7 +160,9 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
         publish(job["type"], job_id, queue, {})
         counts["resent"] += 1
     if counts["resent"] or counts["lost"]:
-        logger.warning("reconcile: %(stale)d stale open jobs, %(resent)d resent, %(lost)d failed as lost", counts)
+        logger.warning(
+            "reconcile: %(stale)d stale open jobs, %(resent)d resent, %(lost)d failed as lost", counts
+        )
     return counts
 
 

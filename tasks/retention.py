@@ -3,7 +3,8 @@
 - ``auditLogs`` older than the tenant's ``settings.retentionDays``;
 - finished ledger ``jobs`` older than ``MWAP_JOB_RETENTION_DAYS`` (a TTL index on ``finishedAt``
   does the same on its own schedule; this pass makes it deterministic and audited);
-- ``virtualFiles`` deleted at the provider longer ago than ``MWAP_DELETED_FILE_GRACE_DAYS``.
+
+(Virtual files need no pass: the sync removes a file's document when the file goes.)
 
 One audit document records what was removed (or, with ``dryRun``, what would be).
 """
@@ -11,13 +12,15 @@ One audit document records what was removed (or, with ``dryRun``, what would be)
 from datetime import timedelta
 from typing import Any
 
+from bson import ObjectId
 from celery import shared_task
 
 from mwap import audit
+from mwap.ids import oid
 from mwap.ledger import FINAL, now
 from mwap.models import Tenant
 from mwap.store import Store, TenantCollection
-from tasks.integrations import Skip
+from tasks.integrations import Skip, ensure_tenant_live
 from worker.base import Job, JobTask, Services
 
 BATCH = 1000
@@ -37,7 +40,9 @@ def _purge(collection: TenantCollection, query: dict[str, Any], *, dry_run: bool
             return removed
 
 
-def apply(services: Services, tenant_id: str, *, dry_run: bool) -> dict[str, Any]:
+def apply(services: Services, tenant_id: ObjectId | str, *, dry_run: bool) -> dict[str, Any]:
+    tenant_id = oid(tenant_id)
+    ensure_tenant_live(services, tenant_id)
     tenant_doc = Store(services.db).global_collection("tenants").find_one({"_id": tenant_id})
     if tenant_doc is None:
         raise Skip("tenant no longer exists")
@@ -48,7 +53,6 @@ def apply(services: Services, tenant_id: str, *, dry_run: bool) -> dict[str, Any
     cutoffs = {
         "auditLogs": moment - timedelta(days=tenant.settings.retention_days),
         "jobs": moment - timedelta(days=settings.job_retention_days),
-        "virtualFiles": moment - timedelta(days=settings.deleted_file_grace_days),
     }
     removed = {
         "auditLogs": _purge(
@@ -60,11 +64,6 @@ def apply(services: Services, tenant_id: str, *, dry_run: bool) -> dict[str, Any
                 "status": {"$in": [s.value for s in FINAL]},
                 "finishedAt": {"$type": "date", "$lt": cutoffs["jobs"]},
             },
-            dry_run=dry_run,
-        ),
-        "virtualFiles": _purge(
-            scope["virtualFiles"],
-            {"deletedAt": {"$type": "date", "$lt": cutoffs["virtualFiles"]}},
             dry_run=dry_run,
         ),
     }

@@ -5,8 +5,12 @@ upsert keyed by (integrationId, providerFileId) — unchanged files (same conten
 document) are not rewritten — then the cursor is saved (a checkpoint). A crash resumes from the
 last checkpoint; a rate limit re-enqueues the job to resume there after Retry-After; a run longer
 than ``sync_time_budget`` stops at a checkpoint and enqueues its continuation. A relisting (first
-sync, ``full``, or a cursor the provider declared void) marks every file it sees with a run id
-and, at its end, marks deleted the files it did not see.
+sync, ``full``, a cursor the provider declared void, or a change in the integration's project
+links) marks every file it sees with a run id and, at its end, deletes the files it did not see.
+
+Documents follow seed 000's ``virtualFiles``: one per provider file of a linked, enabled,
+non-archived project's folder, removed when the file goes (the seed has no deleted state). The
+platform's own fields sit in ``mwapTasks`` (path key, parent, folder flag, change hash, run id).
 """
 
 import hashlib
@@ -18,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from celery import shared_task
 
+from mwap.ids import oid
 from mwap.ledger import now
 from mwap.store import Store, TenantCollection
 from tasks.integrations import Connection, Skip, open_connection
@@ -50,20 +56,36 @@ class Outcome:
         }
 
 
-class ProjectRouter:
-    """Which linked project a file belongs to: the one whose folder holds it most closely."""
+FOLDER_TYPE = "inode/directory"  # a folder's ``type`` when the provider gives no MIME type (Drive does)
+UNKNOWN_TYPE = "application/octet-stream"
 
-    def __init__(self, projects: Iterable[dict[str, Any]], integration_id: str) -> None:
+
+class ProjectRouter:
+    """Which project a file belongs to: among the non-archived projects with an enabled link to
+    the integration, the one whose ``folderPath`` holds the file most closely (no folderPath: "/").
+
+    A file under no such folder is not kept in ``virtualFiles`` (seed 000: every virtual file has
+    a ``projectId``).
+    """
+
+    def __init__(self, projects: Iterable[dict[str, Any]], integration_id: ObjectId) -> None:
         folders = []
         for project in projects:
+            if project.get("archived") is True:
+                continue
             for link in project.get("integrations") or []:
-                if link.get("integrationId") == integration_id:
-                    folder = (link.get("folderPath") or "/").rstrip("/").casefold()
+                if link.get("integrationId") == integration_id and link.get("enabled", True) is True:
+                    folder = (project.get("folderPath") or "/").rstrip("/").casefold()
                     folders.append((folder, project["_id"]))
-        self.folders = sorted(folders, key=lambda pair: len(pair[0]), reverse=True)
+        self.folders = sorted(folders, key=lambda pair: (len(pair[0]), str(pair[1])), reverse=True)
         self.project_ids = sorted({project_id for _, project_id in folders})
 
-    def route(self, path: str) -> str | None:
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever a link, folder or project changes: the files must be re-routed."""
+        return hashlib.sha256(repr(sorted((f, str(p)) for f, p in self.folders)).encode()).hexdigest()[:32]
+
+    def route(self, path: str) -> ObjectId | None:
         lowered = path.casefold()
         for folder, project_id in self.folders:
             if not folder or lowered == folder or lowered.startswith(folder + "/"):
@@ -71,24 +93,32 @@ class ProjectRouter:
         return None
 
 
-def file_id(integration_id: str, provider_file_id: str) -> str:
-    """Deterministic ``_id``: concurrent or repeated upserts of one file converge on one document."""
-    return hashlib.sha256(f"{integration_id}\0{provider_file_id}".encode()).hexdigest()[:32]
+def linked_projects(projects: TenantCollection, integration_id: ObjectId) -> list[dict[str, Any]]:
+    return list(
+        projects.find(
+            {"integrations.integrationId": integration_id, "archived": {"$ne": True}},
+            {"integrations": 1, "folderPath": 1, "archived": 1},
+        )
+    )
 
 
-def mapped(item: FileItem, path: str, project_id: str | None) -> dict[str, Any]:
-    """The fields of a virtual file that come from the provider (and the project it falls in)."""
+def file_type(item: FileItem) -> str:
+    if item.mime_type:
+        return item.mime_type
+    return FOLDER_TYPE if item.is_folder else UNKNOWN_TYPE
+
+
+def mapped(item: FileItem, path: str, project_id: ObjectId, provider_id: ObjectId) -> dict[str, Any]:
+    """The seed fields of a virtual file that come from the provider and its project."""
     return {
+        "projectId": project_id,
+        "providerId": provider_id,
         "name": item.name,
         "path": path,
-        "pathLower": path.casefold(),
-        "parentId": item.parent_id,
-        "isFolder": item.is_folder,
-        "mimeType": item.mime_type,
+        "type": file_type(item),
         "size": item.size or 0,
-        "modifiedAt": item.modified_at,
-        "contentHash": item.content_hash,
-        "projectId": project_id,
+        "modifiedTime": item.modified_at,
+        "metadata": {"permissions": [], **({"checksum": item.content_hash} if item.content_hash else {})},
     }
 
 
@@ -99,21 +129,26 @@ def content_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=default).encode()).hexdigest()
 
 
+class IntegrationStopped(Skip):
+    """The integration was disabled or removed while the sync ran: stop at the checkpoint."""
+
+
 class Syncer:
     """One run over one integration."""
 
     def __init__(self, conn: Connection, *, job_id: str, full: bool, budget: float) -> None:
         self.conn = conn
         self.integration_id = conn.integration_id
+        self.provider_id = conn.integration["providerId"]
         scope = Store(conn.services.db).tenant(conn.tenant_id)
         self.files: TenantCollection = scope["virtualFiles"]
         self.projects: TenantCollection = scope["projects"]
-        self.router = ProjectRouter(
-            self.projects.find({"integrations.integrationId": self.integration_id}), self.integration_id
-        )
-        metadata = conn.integration.get("metadata") or {}
-        self.cursor: str | None = None if full else metadata.get("syncCursor")
-        self.run_id: str | None = metadata.get("syncRunId") if self.cursor else job_id
+        self.router = ProjectRouter(linked_projects(self.projects, self.integration_id), self.integration_id)
+        state = conn.integration.get("mwapTasks") or {}
+        # Projects linked, unlinked, disabled or moved since the last run: relist to re-route.
+        relink = state.get("linksFingerprint") != self.router.fingerprint
+        self.cursor: str | None = None if full or relink else state.get("syncCursor")
+        self.run_id: str | None = state.get("syncRunId") if self.cursor else job_id
         self.job_id = job_id
         self.deadline = time.monotonic() + budget
         self.outcome = Outcome(relisting=self.run_id is not None)
@@ -139,135 +174,137 @@ class Syncer:
 
     def _apply(self, page: ChangePage) -> None:
         moment = now()
-        deleted_state = {
-            "deletedAt": moment,
-            "syncStatus": {"status": "deleted", "lastSyncedAt": moment},
-            "updatedAt": moment,
-        }
-        base = {"integrationId": self.integration_id, "deletedAt": None}
+        base = {"integrationId": self.integration_id}
         # Deletions first, so an item moved within the page survives its own deletion entry.
         if page.deletions:
-            result = self.files.update_many(
-                {**base, "providerFileId": {"$in": list(page.deletions)}}, {"$set": deleted_state}
-            )
-            self.outcome.deleted += result.modified_count
+            result = self.files.delete_many({**base, "providerFileId": {"$in": list(page.deletions)}})
+            self.outcome.deleted += result.deleted_count
         for gone in page.deleted_paths:
-            prefix = gone.casefold().rstrip("/")
+            prefix = gone.casefold().rstrip("/")[:4096]
             query = {
                 **base,
-                "$or": [{"pathLower": prefix}, {"pathLower": {"$regex": f"^{re.escape(prefix)}/"}}],
+                "$or": [
+                    {"mwapTasks.pathLower": prefix},
+                    {"mwapTasks.pathLower": {"$regex": f"^{re.escape(prefix)}/"}},
+                ],
             }
-            self.outcome.deleted += self.files.update_many(query, {"$set": deleted_state}).modified_count
+            self.outcome.deleted += self.files.delete_many(query).deleted_count
         if not page.items:
             return
         ids = [item.provider_file_id for item in page.items]
         known = {
             doc["providerFileId"]: doc
             for doc in self.files.find(
-                {"integrationId": self.integration_id, "providerFileId": {"$in": ids}},
-                {"providerFileId": 1, "docHash": 1, "path": 1, "deletedAt": 1},
+                {**base, "providerFileId": {"$in": ids}},
+                {"providerFileId": 1, "mwapTasks.docHash": 1, "path": 1},
             )
         }
-        writes, unchanged = [], []
+        writes, unchanged, outside = [], [], []
         for item in page.items:
             before = known.get(item.provider_file_id)
             path = item.path or (before or {}).get("path") or f"/{item.name}"
-            fields = mapped(item, path, self.router.route(path))
+            project_id = self.router.route(path)
+            if project_id is None:
+                # In no linked project's folder (or every link is disabled): not a virtual file.
+                if before is not None:
+                    outside.append(item.provider_file_id)
+                continue
+            fields = mapped(item, path, project_id, self.provider_id)
             digest = content_hash(fields)
-            if before is not None and before.get("docHash") == digest and before.get("deletedAt") is None:
+            if before is not None and (before.get("mwapTasks") or {}).get("docHash") == digest:
                 unchanged.append(item.provider_file_id)
                 continue
+            state = {
+                "pathLower": path.casefold(),
+                "parentId": item.parent_id,
+                "isFolder": item.is_folder,
+                "docHash": digest,
+                **({"seenRun": self.run_id} if self.outcome.relisting else {}),
+            }
             update: dict[str, Any] = {
                 "$set": {
                     **fields,
-                    "docHash": digest,
-                    "syncStatus": {"status": "synced", "lastSyncedAt": moment, "error": None},
-                    "deletedAt": None,
+                    **{f"mwapTasks.{name}": value for name, value in state.items()},
+                    "syncStatus": {"lastSync": moment, "status": "synced"},
                     "updatedAt": moment,
-                    **({"seenRun": self.run_id} if self.outcome.relisting else {}),
                 },
-                "$setOnInsert": {
-                    "_id": file_id(self.integration_id, item.provider_file_id),
-                    "createdAt": moment,
-                },
+                "$setOnInsert": {"createdAt": moment},
             }
-            writes.append(
-                (
-                    {"integrationId": self.integration_id, "providerFileId": item.provider_file_id},
-                    update,
-                    True,
-                )
-            )
+            writes.append(({**base, "providerFileId": item.provider_file_id}, update, True))
         self.files.bulk_update(writes)
+        if outside:
+            self.outcome.deleted += self.files.delete_many(
+                {**base, "providerFileId": {"$in": outside}}
+            ).deleted_count
         if unchanged and self.outcome.relisting:
             self.files.update_many(
-                {"integrationId": self.integration_id, "providerFileId": {"$in": unchanged}},
-                {"$set": {"seenRun": self.run_id}},
+                {**base, "providerFileId": {"$in": unchanged}}, {"$set": {"mwapTasks.seenRun": self.run_id}}
             )
         self.outcome.written += len(writes)
         self.outcome.unchanged += len(unchanged)
 
     def _checkpoint(self, cursor: str | None) -> None:
         self.cursor = cursor
-        self.conn.integrations.update_one(
-            {"_id": self.integration_id},
+        saved = self.conn.integrations.update_one(
+            # Only while the integration stays active: disabling it stops a running sync here.
+            {"_id": self.integration_id, "status": "active"},
             {
                 "$set": {
-                    "metadata.syncCursor": cursor,
-                    "metadata.syncRunId": self.run_id if self.outcome.relisting else None,
+                    "mwapTasks.syncCursor": cursor,
+                    "mwapTasks.syncRunId": self.run_id if self.outcome.relisting else None,
+                    "mwapTasks.linksFingerprint": self.router.fingerprint,
                 }
             },
         )
         self.conn.record_usage()
+        if saved.matched_count == 0:
+            raise IntegrationStopped("integration was disabled or removed during the sync")
 
     def _finish(self) -> None:
         moment = now()
         if self.outcome.relisting:
-            # Whatever this relisting did not see is gone at the provider.
-            self.outcome.deleted += self.files.update_many(
-                {"integrationId": self.integration_id, "deletedAt": None, "seenRun": {"$ne": self.run_id}},
-                {
-                    "$set": {
-                        "deletedAt": moment,
-                        "syncStatus": {"status": "deleted", "lastSyncedAt": moment},
-                        "updatedAt": moment,
-                    }
-                },
-            ).modified_count
+            # Whatever this relisting did not see is gone at the provider (or left every project).
+            self.outcome.deleted += self.files.delete_many(
+                {"integrationId": self.integration_id, "mwapTasks.seenRun": {"$ne": self.run_id}}
+            ).deleted_count
         for project_id in self.router.project_ids:
-            totals = list(
-                self.files.aggregate(
-                    [
-                        {"$match": {"projectId": project_id, "deletedAt": None, "isFolder": False}},
-                        {"$group": {"_id": None, "count": {"$sum": 1}, "size": {"$sum": "$size"}}},
-                    ]
-                )
-            )
-            count, size = (totals[0]["count"], totals[0]["size"]) if totals else (0, 0)
-            self.projects.update_one(
-                {"_id": project_id},
-                {
-                    "$set": {
-                        "metadata.fileCount": count,
-                        "metadata.totalSize": size,
-                        "metadata.lastSync": moment,
-                    }
-                },
-            )
+            update_project_totals(self.files, self.projects, project_id, last_sync=moment)
         self.conn.integrations.update_one(
             {"_id": self.integration_id},
             {
                 "$set": {
-                    "metadata.lastSyncAt": moment,
-                    "metadata.syncRunId": None,
-                    "metadata.lastSyncStats": self.outcome.summary(),
+                    "mwapTasks.lastSyncAt": moment,
+                    "mwapTasks.syncRunId": None,
+                    "mwapTasks.lastSyncStats": self.outcome.summary(),
                 }
             },
         )
         self.conn.record_usage()
 
 
-def sync(services: Services, tenant_id: str, integration_id: str, *, job_id: str, full: bool) -> Outcome:
+def update_project_totals(
+    files: TenantCollection, projects: TenantCollection, project_id: ObjectId, *, last_sync: datetime | None
+) -> dict[str, int]:
+    """Seed counters ``metadata.fileCount`` / ``metadata.totalSize`` of a project (folders excluded)."""
+    totals = list(
+        files.aggregate(
+            [
+                {"$match": {"projectId": project_id, "mwapTasks.isFolder": {"$ne": True}}},
+                {"$group": {"_id": None, "count": {"$sum": 1}, "size": {"$sum": {"$ifNull": ["$size", 0]}}}},
+            ]
+        )
+    )
+    count, size = (totals[0]["count"], totals[0]["size"]) if totals else (0, 0)
+    fields: dict[str, Any] = {"metadata.fileCount": count, "metadata.totalSize": size}
+    if last_sync is not None:
+        fields["metadata.lastSync"] = last_sync
+    projects.update_one({"_id": project_id}, {"$set": fields})
+    return {"fileCount": count, "totalSize": size}
+
+
+def sync(
+    services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str, *, job_id: str, full: bool
+) -> Outcome:
     conn = open_connection(services, tenant_id, integration_id)
     try:
         return Syncer(conn, job_id=job_id, full=full, budget=services.settings.sync_time_budget).run()
@@ -275,11 +312,35 @@ def sync(services: Services, tenant_id: str, integration_id: str, *, job_id: str
         conn.record_usage()
 
 
-@shared_task(bind=True, base=JobTask, name="integration.sync_files", max_retries=MAX_RETRIES)
-def sync_files(self: JobTask, job: Job) -> dict[str, Any]:
-    services = self.services()
+def check_project_link(
+    services: Services, tenant_id: ObjectId | str, project_id: str, integration_id: str
+) -> None:
+    """Skip unless the project exists, is not archived and has an enabled link to the integration."""
+    project = (
+        Store(services.db)
+        .tenant(tenant_id)["projects"]
+        .find_one({"_id": oid(project_id)}, {"archived": 1, "integrations": 1})
+    )
+    if project is None:
+        raise Skip("project no longer exists")
+    if project.get("archived") is True:
+        raise Skip("project is archived")
+    links = [
+        link for link in project.get("integrations") or [] if link.get("integrationId") == oid(integration_id)
+    ]
+    if not links:
+        raise Skip("integration is not linked to the project")
+    if links[0].get("enabled", True) is not True:
+        raise Skip("the project's link to the integration is disabled")
+
+
+def run_sync(task: JobTask, job: Job, *, project_id: str | None) -> dict[str, Any]:
+    """The body of both sync jobs: retries resume from the checkpoint, long runs continue later."""
+    services = task.services()
     tenant_id, integration_id = job.tenant_id, job.subject["integrationId"]
     try:
+        if project_id is not None:
+            check_project_link(services, tenant_id, project_id, integration_id)
         # "full" restarts the listing on the first attempt only; retries resume from the checkpoint.
         full = bool(job.params.get("full")) and job.attempts == 1
         outcome = sync(services, tenant_id, integration_id, job_id=job.id, full=full)
@@ -288,12 +349,33 @@ def sync_files(self: JobTask, job: Job) -> dict[str, Any]:
     except CursorReset as error:
         # Void twice in one run: drop the cursor so the retry starts a clean relisting.
         Store(services.db).tenant(tenant_id)["cloudIntegrations"].update_one(
-            {"_id": integration_id}, {"$set": {"metadata.syncCursor": None, "metadata.syncRunId": None}}
+            {"_id": oid(integration_id)},
+            {"$set": {"mwapTasks.syncCursor": None, "mwapTasks.syncRunId": None}},
         )
-        raise self.retry(exc=error, countdown=self.backoff(error)) from None
+        raise task.retry(exc=error, countdown=task.backoff(error)) from None
     except (RateLimited, TransientProviderError) as error:
         # The last page's checkpoint is saved: the retry resumes there, after Retry-After.
-        raise self.retry(exc=error, countdown=self.backoff(error)) from None
+        raise task.retry(exc=error, countdown=task.backoff(error)) from None
     if outcome.continued:
-        self.continue_later(job, params={**job.params, "full": False})
-    return outcome.summary()
+        task.continue_later(job, params={**job.params, "full": False})
+    summary = outcome.summary()
+    if project_id is not None:
+        project = (
+            Store(services.db)
+            .tenant(tenant_id)["projects"]
+            .find_one({"_id": oid(project_id)}, {"metadata": 1})
+        )
+        summary["project"] = {"id": project_id, **((project or {}).get("metadata") or {})}
+    return summary
+
+
+@shared_task(bind=True, base=JobTask, name="integration.sync_files", max_retries=MAX_RETRIES)
+def sync_files(self: JobTask, job: Job) -> dict[str, Any]:
+    return run_sync(self, job, project_id=None)
+
+
+@shared_task(bind=True, base=JobTask, name="project.sync_files", max_retries=MAX_RETRIES)
+def sync_project_files(self: JobTask, job: Job) -> dict[str, Any]:
+    """Seed ``sync-virtual-files {projectId, integrationId}``: the integration's sync, run for one
+    project (checked: not archived, link enabled); shares the integration sync's lease."""
+    return run_sync(self, job, project_id=job.subject["projectId"])

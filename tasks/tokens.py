@@ -10,17 +10,20 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from bson import ObjectId
 from celery import shared_task
 from redis.exceptions import LockError
 
 from mwap import audit, metrics, usage
 from mwap.crypto import integration_binding
+from mwap.ids import aware, oid
 from mwap.ledger import now
 from mwap.store import Store, TenantCollection
 from tasks.integrations import (
     ACCESS,
     REFRESH,
     Skip,
+    count_requests,
     load,
     mark_error,
     provider_config,
@@ -59,8 +62,8 @@ class RefreshBusy(TransientProviderError):
 
 def refresh_single_flight(
     services: Services,
-    tenant_id: str,
-    integration_id: str,
+    tenant_id: ObjectId | str,
+    integration_id: ObjectId | str,
     *,
     seen: Tokens | None = None,
     seen_cipher: str | None = None,
@@ -133,9 +136,7 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
         raise
     finally:
         if client.request_count:
-            integrations.update_one(
-                {"_id": integration_id}, {"$inc": {"usage.totalRequests": client.request_count}}
-            )
+            count_requests(integrations, integration_id, client.request_count)
             usage.bump(services.redis, usage.PROVIDER_REQUESTS, tenant_id, client.request_count)
     metrics.token_refresh(provider["slug"], "ok")
     ring = services.ring
@@ -145,9 +146,9 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
             fresh.access_token, integration_binding(tenant_id, integration_id, ACCESS)
         ),
         "authData.expiresAt": fresh.expires_at,
-        "authData.scope": fresh.scope or doc["authData"].get("scope", ""),
-        "metadata.lastRefreshAt": moment,
-        "metadata.refreshCooldownUntil": None,
+        "authData.scope": fresh.scope.split() if fresh.scope else (doc["authData"].get("scope") or []),
+        "mwapTasks.lastRefreshAt": moment,
+        "mwapTasks.refreshCooldownUntil": None,
         "updatedAt": moment,
     }
     if fresh.refresh_token:
@@ -163,14 +164,14 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
         target_type="integration",
         target_id=integration_id,
         details={
-            "expiresAt": fresh.expires_at.isoformat(),
+            "expiresAt": fresh.expires_at.isoformat() if fresh.expires_at else None,
             "rotated": fresh.refresh_token != current.refresh_token,
         },
     )
     return fresh
 
 
-def _integrations(services: Services, tenant_id: str) -> TenantCollection:
+def _integrations(services: Services, tenant_id: ObjectId | str) -> TenantCollection:
     return Store(services.db).tenant(tenant_id)["cloudIntegrations"]
 
 
@@ -178,34 +179,39 @@ def is_due(doc: dict[str, Any], services: Services) -> bool:
     """Expiring within the look-ahead, or not refreshed for the idle maximum."""
     settings = services.settings
     moment = now()
-    if doc["authData"]["expiresAt"] <= moment + timedelta(seconds=settings.token_refresh_lookahead):
+    expires = doc["authData"].get("expiresAt")
+    if expires is not None and aware(expires) <= moment + timedelta(seconds=settings.token_refresh_lookahead):
         return True
-    last = (doc.get("metadata") or {}).get("lastRefreshAt")
-    return last is None or last <= moment - timedelta(seconds=settings.token_refresh_max_age)
+    last = (doc.get("mwapTasks") or {}).get("lastRefreshAt") or doc.get("createdAt")
+    return last is None or aware(last) <= moment - timedelta(seconds=settings.token_refresh_max_age)
 
 
-def refresh_job(services: Services, tenant_id: str, integration_id: str, *, force: bool) -> dict[str, Any]:
+def refresh_job(
+    services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str, *, force: bool
+) -> dict[str, Any]:
     """The scheduled or requested refresh: skip when not due or cooling down, else single-flight."""
     doc, _ = load(services, tenant_id, integration_id)
     if not doc["authData"].get("refreshToken"):
         raise Skip("integration has no refresh token")
-    cooldown = (doc.get("metadata") or {}).get("refreshCooldownUntil")
-    if not force and cooldown is not None and cooldown > now():
-        raise Skip(f"cooling down after failures until {cooldown.isoformat()}")
+    cooldown = (doc.get("mwapTasks") or {}).get("refreshCooldownUntil")
+    if not force and cooldown is not None and aware(cooldown) > now():
+        raise Skip(f"cooling down after failures until {aware(cooldown).isoformat()}")
     if not force and not is_due(doc, services):
         raise Skip("token is fresh")
     fresh = refresh_single_flight(
         services, tenant_id, integration_id, seen_cipher=doc["authData"]["accessToken"]
     )
-    return {"expiresAt": fresh.expires_at.isoformat()}
+    return {"expiresAt": fresh.expires_at.isoformat() if fresh.expires_at else None}
 
 
-def start_cooldown(services: Services, tenant_id: str, integration_id: str, error: Exception) -> None:
+def start_cooldown(
+    services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str, error: Exception
+) -> None:
     """After the last transient failure: no automatic attempt before the cooldown passes."""
     until = now() + timedelta(seconds=services.settings.refresh_cooldown)
     _integrations(services, tenant_id).update_one(
-        {"_id": integration_id},
-        {"$set": {"metadata.refreshCooldownUntil": until, "metadata.lastRefreshError": str(error)[:500]}},
+        {"_id": oid(integration_id)},
+        {"$set": {"mwapTasks.refreshCooldownUntil": until, "mwapTasks.lastRefreshError": str(error)[:500]}},
     )
 
 

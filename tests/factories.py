@@ -1,58 +1,104 @@
-"""Small builders for test data, written through the same registry code the API and CLI use."""
+"""Small builders for test data: seed 000-shaped documents written straight into MongoDB."""
 
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 
-from mwap import registry
-from mwap.crypto import KeyRing
+from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap.ids import oid
 from mwap.ledger import now
 
 ACTOR = {"type": "operator", "id": "tests"}
+
+# Documents here are written the way the MWAP backend writes them (seed 000's shapes, ObjectIds),
+# straight into MongoDB: no platform registration code is involved, so every test reads what the
+# backend would have written. Only the tokens are sealed with the platform's key ring.
 
 
 def uid(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
-def tenant(db: Database, **settings: Any) -> dict[str, Any]:
-    body = registry.TenantCreate(id=uid("ten"), name="Tenant", settings=settings)
-    return registry.create_tenant(db, body, actor=ACTOR)
+def tenant(db: Database, *, archived: bool = False, **settings: Any) -> dict[str, Any]:
+    """A seed-shaped tenant; ``settings`` override its ``settings`` fields (camelCase)."""
+    moment = now()
+    doc = {
+        "_id": ObjectId(),
+        "name": uid("Tenant"),
+        "ownerId": uid("auth0|owner"),
+        "settings": {
+            "allowPublicProjects": False,
+            "maxProjects": 10,
+            "retentionDays": 90,
+            "features": {"cloudIntegrations": True, "advancedSecurity": False, "customBranding": False},
+            **settings,
+        },
+        "metadata": {"totalProjects": 0, "totalMembers": 0, "storageUsed": 0, "lastActivity": moment},
+        "createdAt": moment,
+        "updatedAt": moment,
+        "archived": archived,
+    }
+    db["tenants"].insert_one(doc)
+    return doc
+
+
+PROVIDER_NAMES = {"google-drive": "Google Drive", "dropbox": "Dropbox", "onedrive": "OneDrive"}
 
 
 def provider(
     db: Database, ring: KeyRing, slug: str = "google-drive", base_url: str = "http://127.0.0.1:9"
 ) -> dict:
+    """The provider with ``slug`` (slug and name are unique: one per slug per database)."""
     existing = db["cloudProviders"].find_one({"slug": slug})
     if existing:
         return existing
-    body = registry.ProviderCreate.model_validate(
+    return point_provider_at(
+        db,
+        ring,
         {
-            "id": slug,
             "slug": slug,
+            "name": PROVIDER_NAMES.get(slug, slug),
             "authUrl": f"{base_url}/auth",
             "tokenUrl": f"{base_url}/token",
             "clientId": f"client-{slug}",
             "clientSecret": f"secret-{slug}",
+            "scopes": [],
             "metadata": {"apiBaseUrl": base_url},
-        }
+        },
     )
-    return registry.create_provider(db, ring, body, actor=ACTOR)
 
 
 def point_provider_at(db: Database, ring: KeyRing, document: dict[str, Any]) -> dict[str, Any]:
-    """Register (or re-point) the provider of ``document``'s slug, its secret encrypted."""
-    slug = document["slug"]
-    body = registry.ProviderCreate.model_validate({**document, "id": slug})
-    fresh = registry.provider_document(ring, body)
-    db["cloudProviders"].replace_one({"_id": slug}, fresh, upsert=True)
-    return fresh
+    """Register (or re-point, keeping its ``_id``) the provider of ``document``'s slug, seed-shaped,
+    its client secret (given in the clear) encrypted."""
+    existing = db["cloudProviders"].find_one({"slug": document["slug"]}, {"_id": 1, "createdAt": 1})
+    provider_id = existing["_id"] if existing else ObjectId()
+    moment = now()
+    doc = {
+        "_id": provider_id,
+        "name": document["name"],
+        "slug": document["slug"],
+        "scopes": list(document.get("scopes") or []),
+        "authUrl": document["authUrl"],
+        "tokenUrl": document["tokenUrl"],
+        "clientId": document["clientId"],
+        "clientSecret": ring.encrypt(document["clientSecret"], provider_binding(provider_id)),
+        "grantType": "authorization_code",
+        "tokenMethod": "POST",
+        "metadata": dict(document.get("metadata") or {}),
+        "createdAt": existing["createdAt"] if existing else moment,
+        "updatedAt": moment,
+        "createdBy": "auth0|admin",
+    }
+    db["cloudProviders"].replace_one({"_id": provider_id}, doc, upsert=True)
+    return doc
 
 
 def integration_for(
-    db: Database, ring: KeyRing, tenant_id: str, account: Any, **kwargs: Any
+    db: Database, ring: KeyRing, tenant_id: Any, account: Any, **kwargs: Any
 ) -> dict[str, Any]:
     """An integration holding the tokens the fake issued to ``account``."""
     kwargs.setdefault("expires_in", timedelta(seconds=account.expires_in))
@@ -70,39 +116,76 @@ def integration_for(
 def integration(
     db: Database,
     ring: KeyRing,
-    tenant_id: str,
+    tenant_id: Any,
     *,
     slug: str = "google-drive",
     access_token: str | None = None,
     refresh_token: str | None = None,
-    expires_in: timedelta = timedelta(hours=1),
-    project_ids: list[str] | None = None,
+    expires_in: timedelta | None = timedelta(hours=1),
+    project_ids: list[Any] | None = None,
+    status: str = "active",
+    **fields: Any,
 ) -> dict[str, Any]:
-    provider(db, ring, slug)
-    body = registry.IntegrationCreate.model_validate(
-        {
-            "id": uid("int"),
-            "tenantId": tenant_id,
-            "providerSlug": slug,
-            "accessToken": access_token or "at-" + secrets.token_hex(8),
-            "refreshToken": refresh_token or "rt-" + secrets.token_hex(8),
-            "expiresAt": datetime.now(UTC) + expires_in,
-            "projectIds": project_ids or [],
-        }
-    )
-    return registry.create_integration(db, ring, body, actor=ACTOR)
+    """A seed-shaped integration of ``tenant_id`` (one per provider per tenant, as the seed's unique
+    index says), its tokens encrypted; linked (enabled) to ``project_ids``."""
+    provider_doc = provider(db, ring, slug)
+    tenant_id = oid(tenant_id)
+    integration_id = ObjectId()
+    moment = now()
 
+    def seal(field: str, value: str) -> str:
+        return ring.encrypt(value, integration_binding(tenant_id, integration_id, field))
 
-def project(db: Database, tenant_id: str, **fields: Any) -> dict[str, Any]:
+    auth: dict[str, Any] = {
+        "accessToken": seal("authData.accessToken", access_token or "at-" + secrets.token_hex(8)),
+        "refreshToken": seal("authData.refreshToken", refresh_token or "rt-" + secrets.token_hex(8)),
+        "scope": list(provider_doc.get("scopes") or []),
+    }
+    if expires_in is not None:
+        auth["expiresAt"] = datetime.now(UTC) + expires_in
     doc = {
-        "_id": uid("prj"),
+        "_id": integration_id,
         "tenantId": tenant_id,
+        "providerId": provider_doc["_id"],
+        "status": status,
+        "authData": auth,
+        "userInfo": {"email": f"{uid('user')}@example.test", "name": "Test User", "providerId": uid("acct")},
+        "health": {"lastCheck": moment, "status": "healthy", "errorCount": 0},
+        "usage": {"totalRequests": 0, "lastRequest": moment},
+        "createdAt": moment,
+        "updatedAt": moment,
+        "createdBy": "auth0|user",
+        **fields,
+    }
+    db["cloudIntegrations"].insert_one(doc)
+    for project_id in project_ids or []:
+        link(db, project_id, integration_id)
+    return doc
+
+
+def link(db: Database, project_id: Any, integration_id: Any, *, enabled: bool = True) -> None:
+    """Add the project's link to the integration (seed ``projects.integrations[]``)."""
+    db["projects"].update_one(
+        {"_id": oid(project_id)},
+        {"$push": {"integrations": {"integrationId": oid(integration_id), "enabled": enabled}}},
+    )
+
+
+def project(db: Database, tenant_id: Any, **fields: Any) -> dict[str, Any]:
+    """A seed-shaped project of ``tenant_id``; ``fields`` override (e.g. folderPath, archived)."""
+    moment = now()
+    doc = {
+        "_id": ObjectId(),
         "name": uid("Project"),
-        "status": "active",
-        "members": [],
+        "tenantId": oid(tenant_id),
+        "projectTypeId": ObjectId(),
+        "config": {},
+        "members": [{"userId": "auth0|owner", "role": "OWNER", "addedAt": moment, "addedBy": "auth0|owner"}],
         "integrations": [],
-        "metadata": {"fileCount": 0, "totalSize": 0, "lastSync": None},
-        "createdAt": now(),
+        "metadata": {"fileCount": 0, "totalSize": 0, "lastSync": moment},
+        "createdAt": moment,
+        "updatedAt": moment,
+        "archived": False,
         **fields,
     }
     db["projects"].insert_one(doc)
@@ -141,7 +224,9 @@ def wait_final(db: Database, job_id: str, *, timeout: float = 60) -> dict[str, A
 
     return wait_for(
         lambda: (
-            (doc := db["jobs"].find_one({"_id": job_id})) and doc["status"] in ("succeeded", "failed") and doc
+            (doc := db["jobs"].find_one({"_id": job_id}))
+            and doc["status"] in ("succeeded", "failed", "cancelled")
+            and doc
         ),
         timeout=timeout,
         what=f"job {job_id} final",
@@ -153,13 +238,13 @@ def run_integration_job(
 ) -> dict[str, Any]:
     """Enqueue a job for ``integration`` and wait for the real worker to finish it."""
     job = enqueue_job(
-        services, job_type, integration["tenantId"], {"integrationId": integration["_id"]}, **params
+        services, job_type, integration["tenantId"], {"integrationId": str(integration["_id"])}, **params
     )
     return wait_final(services.db, job["_id"])
 
 
-def run_tenant_job(services: Any, job_type: str, tenant_id: str, **params: Any) -> dict[str, Any]:
-    job = enqueue_job(services, job_type, tenant_id, {"tenantId": tenant_id}, **params)
+def run_tenant_job(services: Any, job_type: str, tenant_id: Any, **params: Any) -> dict[str, Any]:
+    job = enqueue_job(services, job_type, tenant_id, {"tenantId": str(tenant_id)}, **params)
     return wait_final(services.db, job["_id"])
 
 
@@ -171,36 +256,35 @@ def api_key(db: Database, tenant_id: str) -> tuple[dict[str, Any], str]:
 
 
 def virtual_file(db: Database, integration: dict[str, Any], path: str, **fields: Any) -> dict[str, Any]:
-    """A synced file of ``integration`` at ``path`` (``deletedAt`` given to make it deleted)."""
+    """A seed-shaped synced file of ``integration`` at ``path`` (plus the platform's ``tenantId``)."""
     moment = now()
     doc = {
-        "_id": uid("file"),
-        "tenantId": integration["tenantId"],
+        "_id": ObjectId(),
+        "projectId": fields.pop("projectId", None) or ObjectId(),
         "integrationId": integration["_id"],
-        "projectId": None,
+        "providerId": integration["providerId"],
         "providerFileId": uid("pf"),
         "name": path.rsplit("/", 1)[-1],
         "path": path,
-        "mimeType": "text/plain",
+        "type": "text/plain",
         "size": 10,
-        "isFolder": False,
-        "modifiedAt": moment,
-        "contentHash": None,
-        "syncStatus": {"status": "synced", "lastSyncedAt": moment, "error": None},
-        "deletedAt": None,
+        "modifiedTime": moment,
+        "metadata": {"permissions": []},
+        "syncStatus": {"lastSync": moment, "status": "synced"},
         "createdAt": moment,
         "updatedAt": moment,
+        "tenantId": integration["tenantId"],
         **fields,
     }
     db["virtualFiles"].insert_one(doc)
     return doc
 
 
-def usage_day(db: Database, tenant_id: str, day: Any, **fields: Any) -> dict[str, Any]:
+def usage_day(db: Database, tenant_id: Any, day: Any, **fields: Any) -> dict[str, Any]:
     """A ``usageDaily`` rollup of ``day`` (a date) for ``tenant_id``."""
     doc = {
-        "_id": f"{tenant_id}:{day.isoformat()}",
-        "tenantId": tenant_id,
+        "_id": ObjectId(),
+        "tenantId": oid(tenant_id),
         "day": datetime(day.year, day.month, day.day, tzinfo=UTC),
         "jobs": {},
         "apiRequests": 0,

@@ -68,13 +68,13 @@ class Services:
 
 
 @functools.cache
-def _ring(encryption_keys: str) -> KeyRing:
-    return KeyRing.parse(encryption_keys)
+def _ring(encryption_keys: str, legacy_password: str | None = None) -> KeyRing:
+    return KeyRing.parse(encryption_keys, legacy_password=legacy_password)
 
 
 def key_ring(settings: Settings) -> KeyRing:
-    """The process's parsed key ring (parsed once per distinct setting)."""
-    return _ring(settings.encryption_keys.get_secret_value())
+    """The process's parsed key ring (parsed once per distinct pair of settings)."""
+    return _ring(settings.encryption_keys.get_secret_value(), settings.legacy_password())
 
 
 def services_of(app: Any) -> Services:

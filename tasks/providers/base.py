@@ -109,20 +109,26 @@ class ProviderConfig:
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """An integration's OAuth tokens; ``expires_at`` is UTC (a naive value is taken as UTC)."""
+    """An integration's OAuth tokens; ``expires_at`` is UTC (a naive value is taken as UTC).
+
+    ``expires_at`` may be unknown (seed 000 makes ``authData.expiresAt`` optional): such a token is
+    used until the provider answers 401, which refreshes it.
+    """
 
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
-    expires_at: datetime
+    expires_at: datetime | None
     scope: str | None = None
 
     def __post_init__(self) -> None:
         # pymongo hands datetimes back naive (in UTC) unless the client is tz_aware: accept them.
-        if self.expires_at.tzinfo is None:
+        if self.expires_at is not None and self.expires_at.tzinfo is None:
             object.__setattr__(self, "expires_at", self.expires_at.replace(tzinfo=UTC))
 
     def expires_within(self, seconds: float, *, now: datetime | None = None) -> bool:
-        """True when the access token is expired or will be within ``seconds``."""
+        """True when the access token is expired or will be within ``seconds`` (False if unknown)."""
+        if self.expires_at is None:
+            return False
         return self.expires_at <= (now or datetime.now(UTC)) + timedelta(seconds=seconds)
 
 
