@@ -13,7 +13,7 @@ from bson import ObjectId
 from pydantic import ValidationError
 
 from mwap import audit, usage
-from mwap.crypto import CryptoError, KeyRing, integration_binding, provider_binding
+from mwap.crypto import CryptoError, KeyRing, LegacyKeyMissingError, integration_binding, provider_binding
 from mwap.ids import oid
 from mwap.ledger import now
 from mwap.models import CloudIntegration, ProviderSlug
@@ -170,6 +170,9 @@ def open_connection(
     try:
         config = provider_config(services.ring, provider)
         current = tokens_of(services.ring, integration)
+    except LegacyKeyMissingError as error:
+        # An operator's setting is missing, not a broken integration: fail this job, change nothing.
+        raise IntegrationBroken(f"integration {integration_id}: {error}") from None
     except CryptoError as error:
         mark_error(
             services,

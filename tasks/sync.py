@@ -15,6 +15,7 @@ platform's own fields sit in ``mwapTasks`` (path key, parent, folder flag, chang
 
 import hashlib
 import json
+import mimetypes
 import re
 import time
 from collections.abc import Iterable
@@ -102,10 +103,17 @@ def linked_projects(projects: TenantCollection, integration_id: ObjectId) -> lis
     )
 
 
+# Python's built-in table only (not the host's /etc/mime.types): the same answer on every worker.
+_MIME = mimetypes.MimeTypes()
+
+
 def file_type(item: FileItem) -> str:
+    """Seed ``type`` (a MIME type): the provider's, else guessed from the file name (Dropbox gives none)."""
     if item.mime_type:
         return item.mime_type
-    return FOLDER_TYPE if item.is_folder else UNKNOWN_TYPE
+    if item.is_folder:
+        return FOLDER_TYPE
+    return _MIME.guess_type(item.name, strict=False)[0] or UNKNOWN_TYPE
 
 
 def mapped(item: FileItem, path: str, project_id: ObjectId, provider_id: ObjectId) -> dict[str, Any]:
