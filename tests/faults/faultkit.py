@@ -36,7 +36,7 @@ from ops.fake_providers.control import FakeProviders
 from ops.processes import Child, wait_for
 from worker.app import create_celery_app, publisher
 
-FINAL = ("succeeded", "failed")
+FINAL = ("succeeded", "failed", "cancelled")
 BEAT_LOCK = "mwap:redbeat::lock"  # redbeat_key_prefix + ":lock"
 # Every token the fake providers issue starts with one of these (ops/fake_providers/store.py).
 ISSUED_TOKEN = re.compile(
@@ -259,10 +259,25 @@ class Stack:
         return self.enqueue(JobRequest("system.echo", None, {}, params) for _ in range(n))
 
     def integration_job(self, job_type: str, integration: dict[str, Any], **params: Any) -> dict[str, Any]:
-        [job] = self.enqueue(
-            [JobRequest(job_type, integration["tenantId"], {"integrationId": integration["_id"]}, params)]
-        )
+        subject = {"integrationId": str(integration["_id"])}  # ledger subjects hold hex strings
+        [job] = self.enqueue([JobRequest(job_type, integration["tenantId"], subject, params)])
         return job
+
+    # -- documents (seed 000 shapes, ObjectIds, written as the MWAP backend writes them)
+
+    def integration_for(self, account: Any, **kwargs: Any) -> dict[str, Any]:
+        """An integration holding the tokens the fake issued to ``account``, in a tenant of its own
+        (one integration per provider per tenant), linked (enabled) to a project of that tenant
+        whose folder is the whole drive ("/"): every file of the account is a virtual file."""
+        tenant_id = factories.tenant(self.db)["_id"]
+        project = factories.project(self.db, tenant_id, folderPath="/")
+        return factories.integration_for(
+            self.db, self.ring, tenant_id, account, project_ids=[project["_id"]], **kwargs
+        )
+
+    def virtual_files(self, integration: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every ``virtualFiles`` document of ``integration`` (deleted files are hard-deleted)."""
+        return list(self.db["virtualFiles"].find({"integrationId": integration["_id"]}))
 
     # -- the ledger
 

@@ -9,7 +9,6 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import factories
 import pytest
 import requests
 from faultkit import Row, Stack, provider_secrets, record, stopwatch
@@ -58,10 +57,9 @@ def probe(stack: Stack, answers: Counter, slowest: dict[str, float]) -> None:
 def test_mongo_outage_under_load(tmp_path: Path, mode: str, outage: int) -> None:
     with Stack(tmp_path, mongo_sqlite=True, overrides=OVERRIDES) as stack, stopwatch() as elapsed:
         fake = stack.fake()
-        tenant_id = factories.tenant(stack.db)["_id"]
         account = fake.create_account("dropbox", generate_files=40, generate_folders=2, page_size=4)
         fake.set_account_latency(account.id, 150)
-        integration = factories.integration_for(stack.db, stack.ring, tenant_id, account)
+        integration = stack.integration_for(account)
         stack.parallel(
             lambda: stack.worker("w1", concurrency=2),
             lambda: stack.worker("w2", concurrency=2),
@@ -103,9 +101,9 @@ def test_mongo_outage_under_load(tmp_path: Path, mode: str, outage: int) -> None
             path.read_text().count("infrastructure unavailable") for path in stack.logs.glob("w*.log")
         )
         expected = {f["id"] for f in fake.files(account.id, limit=10_000)}
-        docs = list(stack.db["virtualFiles"].find({"integrationId": integration["_id"]}))
+        docs = stack.virtual_files(integration)
         duplicated_files = len(docs) - len({d["providerFileId"] for d in docs})
-        missing_files = len(expected - {d["providerFileId"] for d in docs if d.get("deletedAt") is None})
+        missing_files = len(expected - {d["providerFileId"] for d in docs})
         server_errors = sum(n for key, n in answers.items() if " 5" in key)
         record(
             Row(

@@ -8,7 +8,6 @@ instead of sleeping in a worker slot, so the single slot of the worker here stay
 
 from pathlib import Path
 
-import factories
 from faultkit import Row, Stack, provider_secrets, record, stopwatch
 
 from ops.fake_providers.control import FakeProviders
@@ -22,20 +21,19 @@ CLIENT_ATTEMPTS = 4  # tasks.providers.http.RetryPolicy.max_attempts
 def files_match(stack: Stack, fake: FakeProviders, account_id: str, integration: dict) -> tuple[int, int]:
     """(missing, duplicated) virtual files of ``integration`` against the provider's set."""
     expected = {f["id"] for f in fake.files(account_id, limit=10_000)}
-    docs = list(stack.db["virtualFiles"].find({"integrationId": integration["_id"]}))
-    live = {d["providerFileId"] for d in docs if d.get("deletedAt") is None}
-    return len(expected ^ live), len(docs) - len({d["providerFileId"] for d in docs})
+    docs = stack.virtual_files(integration)
+    stored = {d["providerFileId"] for d in docs}
+    return len(expected ^ stored), len(docs) - len(stored)
 
 
 def test_long_retry_after_reenqueues_and_storms_are_bounded(tmp_path: Path) -> None:
     with Stack(tmp_path) as stack, stopwatch() as elapsed:
         fake = stack.fake()
         stack.worker("worker", concurrency=1)  # one slot: a job sleeping in it would block the rest
-        tenant_id = factories.tenant(stack.db)["_id"]
 
         # A storm of two 429s with a 6 s Retry-After (over the 5 s a client may sleep) on the second page of a listing.
         account = fake.create_account("dropbox", generate_files=12, page_size=4)
-        integration = factories.integration_for(stack.db, stack.ring, tenant_id, account)
+        integration = stack.integration_for(account)
         fake.fault(
             account.id, "status", status=429, retry_after=6, count=2, endpoint="dropbox.list_folder_continue"
         )
@@ -58,7 +56,7 @@ def test_long_retry_after_reenqueues_and_storms_are_bounded(tmp_path: Path) -> N
         # A storm that never ends: short Retry-Afters are slept inline (at most 5 s each), then the
         # job retries; after max_retries it fails. Every call is counted: the bound is exact.
         endless = fake.create_account("dropbox", files=["/a.txt"])
-        endless_integration = factories.integration_for(stack.db, stack.ring, tenant_id, endless)
+        endless_integration = stack.integration_for(endless)
         fake.fault(
             endless.id, "status", status=429, retry_after="0", count=None, endpoint="dropbox.list_folder"
         )
@@ -91,14 +89,13 @@ def test_5xx_bursts_timeouts_and_invalid_grant(tmp_path: Path) -> None:
     with Stack(tmp_path, overrides={"MWAP_PROVIDER_READ_TIMEOUT": "1"}) as stack, stopwatch() as elapsed:
         fake = stack.fake()
         stack.worker("worker", concurrency=2)
-        tenant_id = factories.tenant(stack.db)["_id"]
 
         burst = fake.create_account("dropbox", generate_files=12, page_size=4)
-        burst_integration = factories.integration_for(stack.db, stack.ring, tenant_id, burst)
+        burst_integration = stack.integration_for(burst)
         # Six 500s: the first call's 4 attempts fail (the job retries), then two more, then success.
         fake.fault(burst.id, "status", status=500, count=6, endpoint="dropbox.list_folder_continue")
         slow = fake.create_account("google-drive", generate_files=12, page_size=4)
-        slow_integration = factories.integration_for(stack.db, stack.ring, tenant_id, slow)
+        slow_integration = stack.integration_for(slow)
         fake.fault(slow.id, "timeout", hang_seconds=3, count=2, endpoint="google.files.list")
 
         jobs = [
@@ -118,7 +115,7 @@ def test_5xx_bursts_timeouts_and_invalid_grant(tmp_path: Path) -> None:
 
         # invalid_grant: no retry, the integration goes to error with the reason, jobs skip it.
         revoked = fake.create_account("onedrive")
-        revoked_integration = factories.integration_for(stack.db, stack.ring, tenant_id, revoked)
+        revoked_integration = stack.integration_for(revoked)
         fake.revoke_refresh_tokens(revoked.id)
         refused = stack.wait_final(
             stack.integration_job("integration.refresh_token", revoked_integration, force=True)["_id"],
@@ -131,7 +128,7 @@ def test_5xx_bursts_timeouts_and_invalid_grant(tmp_path: Path) -> None:
         assert fake.stats(revoked.id)["refresh_grants"] == 1
         doc = stack.db["cloudIntegrations"].find_one({"_id": revoked_integration["_id"]})
         assert doc["status"] == "error"
-        assert "re-authorization" in doc["statusReason"]
+        assert "re-authorization" in doc["mwapTasks"]["statusReason"]
         probe = stack.wait_final(
             stack.integration_job("integration.health_check", revoked_integration)["_id"], timeout=30
         )
@@ -157,7 +154,6 @@ def test_health_states_and_breaker_through_workers(tmp_path: Path) -> None:
     with Stack(tmp_path, overrides=overrides) as stack, stopwatch() as elapsed:
         fake = stack.fake()
         stack.worker("worker", concurrency=2)
-        tenant_id = factories.tenant(stack.db)["_id"]
 
         def check(integration: dict) -> dict:
             job = stack.wait_final(
@@ -168,7 +164,7 @@ def test_health_states_and_breaker_through_workers(tmp_path: Path) -> None:
 
         # Health: a failing probe degrades, three in a row make it unhealthy, one success heals.
         account = fake.create_account("google-drive")
-        integration = factories.integration_for(stack.db, stack.ring, tenant_id, account)
+        integration = stack.integration_for(account)
         assert check(integration)["status"] == "healthy"
         fake.fault(account.id, "status", status=400, count=None, endpoint="google.about")
         assert [check(integration)["status"] for _ in range(3)] == ["degraded", "degraded", "unhealthy"]
@@ -177,7 +173,7 @@ def test_health_states_and_breaker_through_workers(tmp_path: Path) -> None:
 
         # Breaker: two accounts whose probes end in 5xx open it for every worker of the provider.
         accounts = [fake.create_account("dropbox") for _ in range(3)]
-        integrations = [factories.integration_for(stack.db, stack.ring, tenant_id, a) for a in accounts]
+        integrations = [stack.integration_for(a) for a in accounts]  # a tenant each
         for failing, failing_integration in zip(accounts[:2], integrations[:2], strict=True):
             fake.fault(failing.id, "status", status=500, count=None, endpoint="dropbox.account")
             assert check(failing_integration)["status"] == "degraded"

@@ -10,7 +10,6 @@ import signal
 from collections import Counter
 from pathlib import Path
 
-import factories
 import pytest
 from faultkit import BEAT_LOCK, Row, Stack, provider_secrets, record, stopwatch
 
@@ -38,14 +37,13 @@ def post_echo(stack: Stack, tag: str, n: int) -> list[str]:
 def test_redis_restart_under_load(tmp_path: Path, persist: bool) -> None:
     with Stack(tmp_path, redis_persist=persist, overrides=OVERRIDES) as stack, stopwatch() as elapsed:
         fake = stack.fake()
-        tenant_id = factories.tenant(stack.db)["_id"]
         accounts = [
             fake.create_account("dropbox", generate_files=30, generate_folders=2, page_size=4)
             for _ in range(2)
         ]
         for account in accounts:
             fake.set_account_latency(account.id, 150)
-        integrations = [factories.integration_for(stack.db, stack.ring, tenant_id, a) for a in accounts]
+        integrations = [stack.integration_for(a) for a in accounts]  # a tenant each
         *workers, _, beat = stack.parallel(
             lambda: stack.worker("w1", concurrency=2),
             lambda: stack.worker("w2", concurrency=2),
@@ -105,9 +103,9 @@ def test_redis_restart_under_load(tmp_path: Path, persist: bool) -> None:
         duplicated_files = missing_files = 0
         for account, integration in zip(accounts, integrations, strict=True):
             expected = {f["id"] for f in fake.files(account.id, limit=10_000)}
-            docs = list(stack.db["virtualFiles"].find({"integrationId": integration["_id"]}))
+            docs = stack.virtual_files(integration)
             duplicated_files += len(docs) - len({d["providerFileId"] for d in docs})
-            missing_files += len(expected - {d["providerFileId"] for d in docs if d.get("deletedAt") is None})
+            missing_files += len(expected - {d["providerFileId"] for d in docs})
         # Everyone reconnected by themselves: no process was restarted by the test.
         assert all(worker.alive() for worker in workers)
         assert beat.alive()

@@ -14,7 +14,6 @@ the first waits that out.
 import signal
 from pathlib import Path
 
-import factories
 from faultkit import Row, Stack, kill_pid, provider_secrets, record, stopwatch
 
 from ops.fake_providers.control import FakeAccount, FakeProviders
@@ -36,16 +35,15 @@ def provider_set(fake: FakeProviders, account_id: str) -> dict[str, str]:
 
 def stored(stack: Stack, integration: dict) -> tuple[dict[str, str], int]:
     """Live files as provider id -> path, and how many documents the integration has in all."""
-    docs = list(stack.db["virtualFiles"].find({"integrationId": integration["_id"]}))
-    live = {d["providerFileId"]: d["path"] for d in docs if d.get("deletedAt") is None}
-    return live, len(docs)
+    docs = stack.virtual_files(integration)  # deleted files are hard-deleted: every one is live
+    return {d["providerFileId"]: d["path"] for d in docs}, len(docs)
 
 
-def slow_account(stack: Stack, fake: FakeProviders, tenant_id: str) -> tuple[FakeAccount, dict]:
+def slow_account(stack: Stack, fake: FakeProviders) -> tuple[FakeAccount, dict]:
     """A Dropbox account listed 4 items a page, 300 ms a call: a sync of several seconds to interrupt."""
     account = fake.create_account("dropbox", generate_files=48, generate_folders=3, page_size=4)
     fake.set_account_latency(account.id, 300)
-    return account, factories.integration_for(stack.db, stack.ring, tenant_id, account)
+    return account, stack.integration_for(account)
 
 
 def mid_sync(stack: Stack, job_id: str, integration: dict) -> bool:
@@ -73,8 +71,7 @@ def whole_worker_killed(root: Path, fake: FakeProviders) -> Row:
     with Stack(root, overrides=overrides) as stack, stopwatch() as elapsed:
         stack.use_fake(fake)
         victim, _ = stack.parallel(lambda: stack.worker("victim", concurrency=2), stack.beat)
-        tenant_id = factories.tenant(stack.db)["_id"]
-        account, integration = slow_account(stack, fake, tenant_id)
+        account, integration = slow_account(stack, fake)
         sync_job = stack.integration_job("integration.sync_files", integration)
         [echo] = stack.echo(1, message="held", sleepSeconds=10)
         wait_for(lambda: mid_sync(stack, sync_job["_id"], integration), timeout=60, what="mid-sync")
@@ -116,10 +113,9 @@ def whole_worker_killed(root: Path, fake: FakeProviders) -> Row:
 def test_sigkill_mid_sync_mid_graph_refresh_and_whole_worker(tmp_path: Path) -> None:
     with Stack(tmp_path / "pool") as stack, stopwatch() as elapsed:
         fake, _ = stack.parallel(stack.fake, lambda: stack.worker("worker", concurrency=2))
-        tenant_id = factories.tenant(stack.db)["_id"]
-        account, integration = slow_account(stack, fake, tenant_id)
+        account, integration = slow_account(stack, fake)
         graph = fake.create_account("onedrive")
-        graph_integration = factories.integration_for(stack.db, stack.ring, tenant_id, graph)
+        graph_integration = stack.integration_for(graph)
         original_refresh = graph.refresh_token
         # The first token call is throttled with a short Retry-After: the client sleeps it out
         # inline, holding the single-flight refresh lock; that is where the process dies.
