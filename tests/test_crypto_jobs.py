@@ -26,7 +26,8 @@ def test_unreadable_credentials_mark_the_integration_error_once(
 ) -> None:
     account = fake.create_account("google-drive")
     victim = factories.integration_for(db, ring, tenant_id, account)
-    other = factories.integration_for(db, ring, tenant_id, fake.create_account("google-drive"))
+    # Another integration of the same tenant (one per provider per tenant: another provider).
+    other = factories.integration_for(db, ring, tenant_id, fake.create_account("dropbox"))
     access = db["cloudIntegrations"].find_one({"_id": victim["_id"]})["authData"]["accessToken"]
     if fault == "tampered":
         bad = tampered(access)
@@ -44,13 +45,17 @@ def test_unreadable_credentials_mark_the_integration_error_once(
     assert f"'{expected_kid}'" in job["error"]["message"]
     doc = db["cloudIntegrations"].find_one({"_id": victim["_id"]})
     assert doc["status"] == "error"
-    assert f"'{expected_kid}'" in doc["statusReason"]
-    assert db["auditLogs"].count_documents({"target.id": victim["_id"], "action": "integration.error"}) == 1
+    assert f"'{expected_kid}'" in doc["mwapTasks"]["statusReason"]
+    assert (
+        db["auditLogs"].count_documents({"target.id": str(victim["_id"]), "action": "integration.error"}) == 1
+    )
 
     # Skipped from now on: no dispatcher picks it, and a direct job only says why.
     again = factories.run_integration_job(services, "integration.sync_files", victim)
     assert again["result"] == {"skipped": "integration is error"}
-    assert db["auditLogs"].count_documents({"target.id": victim["_id"], "action": "integration.error"}) == 1
+    assert (
+        db["auditLogs"].count_documents({"target.id": str(victim["_id"]), "action": "integration.error"}) == 1
+    )
     query = dispatch.due_integrations(services, "integration.sync_files")
     assert db["cloudIntegrations"].count_documents({**query, "_id": victim["_id"]}) == 0
 

@@ -6,9 +6,11 @@ from datetime import timedelta
 import factories
 import pymongo
 import pytest
+from bson import ObjectId
 from pymongo import monitoring
 
 from mwap.connections import redis_client
+from mwap.indexes import ensure_indexes
 from mwap.ledger import now
 from mwap.settings import Settings
 from tasks import dispatch
@@ -45,6 +47,7 @@ def isolated(settings: Settings, ring):
     client = pymongo.MongoClient(own.mongo_url, tz_aware=True, event_listeners=[listener])
     redis = redis_client(own)
     redis.flushdb()
+    ensure_indexes(client[name], own)
     services = Services(own, client[name], redis, ring)
     app = create_celery_app(own, include_tasks=False)
     yield services, app, listener
@@ -53,28 +56,33 @@ def isolated(settings: Settings, ring):
     redis.flushdb()
 
 
-def make_integrations(services: Services, tenant_id: str, *, due: int, fresh: int) -> list[str]:
+def make_integrations(services: Services, tenant_id: ObjectId, *, due: int, fresh: int) -> list[str]:
+    """``due`` integrations last health-checked before the interval, then ``fresh`` ones checked now
+    (all synced and refreshed now); hex ids of the due ones."""
     moment = now()
+    old = moment - timedelta(seconds=services.settings.health_check_interval + 60)
     docs = []
     for n in range(due + fresh):
+        checked = old if n < due else moment
         docs.append(
             {
-                "_id": f"int-{n:05d}",
+                "_id": ObjectId(),
                 "tenantId": tenant_id,
-                "providerId": "google-drive",
-                "providerSlug": "google-drive",
+                "providerId": ObjectId(),  # one integration per (tenant, provider)
                 "status": "active",
                 "authData": {
                     "accessToken": "enc:v1:k1:x",
                     "refreshToken": "enc:v1:k1:y",
                     "expiresAt": moment + timedelta(days=1),
+                    "scope": [],
                 },
-                "health": {"status": "healthy", "lastCheck": None if n < due else moment},
-                "metadata": {"lastSyncAt": moment, "lastRefreshAt": moment},
+                "health": {"status": "healthy", "lastCheck": checked, "errorCount": 0},
+                "mwapTasks": {"healthCheckedAt": checked, "lastSyncAt": moment, "lastRefreshAt": moment},
+                "createdAt": moment,
             }
         )
     services.db["cloudIntegrations"].insert_many(docs)
-    return [d["_id"] for d in docs[:due]]
+    return [str(d["_id"]) for d in docs[:due]]
 
 
 def queued_ids(services: Services, queue: str) -> list[str]:
@@ -85,12 +93,14 @@ def queued_ids(services: Services, queue: str) -> list[str]:
 
 def test_dispatch_enqueues_only_due_items_once(isolated) -> None:
     services, app, _listener = isolated
-    due = make_integrations(services, "tenant-a", due=12, fresh=30)
+    tenant = factories.tenant(services.db)["_id"]
+    due = make_integrations(services, tenant, due=12, fresh=30)
     first = dispatch.dispatch_integrations(services, app, "integration.health_check")
     assert first == {"due": 12, "enqueued": 12}
     jobs = list(services.db["jobs"].find({"type": "integration.health_check"}))
     assert sorted(j["subject"]["integrationId"] for j in jobs) == sorted(due)
     assert {j["status"] for j in jobs} == {"queued"}
+    assert {j["tenantId"] for j in jobs} == {tenant}  # an ObjectId in the ledger
     assert sorted(queued_ids(services, "default")) == sorted(j["_id"] for j in jobs)
 
     # Still queued: their leases hold, so the next tick enqueues nothing new.
@@ -101,7 +111,7 @@ def test_dispatch_enqueues_only_due_items_once(isolated) -> None:
 
 def test_dispatch_cost_follows_due_items_not_all_items(isolated) -> None:
     services, app, listener = isolated
-    make_integrations(services, "tenant-a", due=10, fresh=10)
+    make_integrations(services, factories.tenant(services.db)["_id"], due=10, fresh=10)
     listener.counts.clear()
     dispatch.dispatch_integrations(services, app, "integration.health_check")
     small = sum(listener.counts.values())
@@ -109,7 +119,7 @@ def test_dispatch_cost_follows_due_items_not_all_items(isolated) -> None:
     services.db["cloudIntegrations"].delete_many({})
     services.db["jobs"].delete_many({})
     services.redis.flushdb()
-    make_integrations(services, "tenant-b", due=10, fresh=600)
+    make_integrations(services, factories.tenant(services.db)["_id"], due=10, fresh=600)
     listener.counts.clear()
     result = dispatch.dispatch_integrations(services, app, "integration.health_check")
     assert result == {"due": 10, "enqueued": 10}
@@ -125,37 +135,115 @@ def test_dispatch_cost_follows_due_items_not_all_items(isolated) -> None:
 
 def test_tenant_dispatch_and_refresh_query(isolated) -> None:
     services, app, _ = isolated
-    services.db["tenants"].insert_many(
-        [
-            {"_id": "t1", "status": "active"},
-            {"_id": "t2", "status": "suspended"},
-            {"_id": "t3", "status": "active"},
-        ]
+    t1, _archived, t3 = (
+        factories.tenant(services.db, archived=archived)["_id"] for archived in (False, True, False)
     )
     assert dispatch.dispatch_tenants(services, app, "tenant.aggregate_usage") == {"due": 2, "enqueued": 2}
-    subjects = sorted(j["subject"]["tenantId"] for j in services.db["jobs"].find())
-    assert subjects == ["t1", "t3"]
+    jobs = list(services.db["jobs"].find())
+    assert sorted(j["subject"]["tenantId"] for j in jobs) == sorted([str(t1), str(t3)])
+    assert {j["tenantId"] for j in jobs} == {t1, t3}
     assert len(queued_ids(services, "maintenance")) == 2
 
     moment = now()
-    make_integrations(services, "t1", due=0, fresh=3)
-    services.db["cloudIntegrations"].update_one(
-        {"_id": "int-00000"}, {"$set": {"authData.expiresAt": moment}}
-    )
-    services.db["cloudIntegrations"].update_one(
-        {"_id": "int-00001"}, {"$set": {"metadata.lastRefreshAt": moment - timedelta(days=2)}}
-    )
-    services.db["cloudIntegrations"].update_one(
-        {"_id": "int-00002"},
+    idle = moment - timedelta(seconds=services.settings.token_refresh_max_age + 3600)
+    make_integrations(services, t1, due=0, fresh=5)
+    ids = [d["_id"] for d in services.db["cloudIntegrations"].find({"tenantId": t1}).sort("_id", 1)]
+    integrations = services.db["cloudIntegrations"]
+    integrations.update_one({"_id": ids[0]}, {"$set": {"authData.expiresAt": moment}})
+    integrations.update_one({"_id": ids[1]}, {"$set": {"mwapTasks.lastRefreshAt": idle}})
+    integrations.update_one(
+        {"_id": ids[2]},
         {
             "$set": {
                 "authData.expiresAt": moment,
-                "metadata.refreshCooldownUntil": moment + timedelta(hours=1),
+                "mwapTasks.refreshCooldownUntil": moment + timedelta(hours=1),
             }
         },
     )
+    # Never refreshed by the platform: due once it is older than the idle maximum, not before.
+    integrations.update_one(
+        {"_id": ids[3]}, {"$unset": {"mwapTasks.lastRefreshAt": ""}, "$set": {"createdAt": idle}}
+    )
+    integrations.update_one({"_id": ids[4]}, {"$unset": {"mwapTasks.lastRefreshAt": ""}})
     result = dispatch.dispatch_integrations(services, app, "integration.refresh_token")
-    assert result == {"due": 2, "enqueued": 2}  # expiring soon, and idle for over 24 h; not the cooling one
+    # Expiring soon, idle for over 24 h, never refreshed and old; not the cooling one nor the new one.
+    assert result == {"due": 3, "enqueued": 3}
+    refreshed = {
+        j["subject"]["integrationId"] for j in services.db["jobs"].find({"type": "integration.refresh_token"})
+    }
+    assert refreshed == {str(ids[0]), str(ids[1]), str(ids[3])}
+
+
+def test_an_archived_tenant_gets_no_jobs_and_neither_do_its_integrations(isolated) -> None:
+    services, app, _ = isolated
+    live = factories.tenant(services.db)["_id"]
+    archived = factories.tenant(services.db, archived=True)["_id"]
+    moment = now()
+    long_ago = moment - timedelta(days=30)
+    for tenant in (live, archived):
+        make_integrations(services, tenant, due=2, fresh=0)
+    # Due for everything: never synced, token expiring, health long unchecked.
+    services.db["cloudIntegrations"].update_many(
+        {},
+        {
+            "$set": {"authData.expiresAt": moment, "health.lastCheck": long_ago},
+            "$unset": {"mwapTasks.lastSyncAt": "", "mwapTasks.healthCheckedAt": ""},
+        },
+    )
+    live_ids = {str(d["_id"]) for d in services.db["cloudIntegrations"].find({"tenantId": live})}
+    assert len(live_ids) == 2
+
+    for job_type in ("tenant.aggregate_usage", "tenant.apply_retention"):
+        assert dispatch.dispatch_tenants(services, app, job_type) == {"due": 1, "enqueued": 1}
+        [job] = services.db["jobs"].find({"type": job_type})
+        assert job["tenantId"] == live
+        assert job["subject"] == {"tenantId": str(live)}
+    for job_type in ("integration.health_check", "integration.refresh_token", "integration.sync_files"):
+        assert dispatch.dispatch_integrations(services, app, job_type) == {"due": 2, "enqueued": 2}
+        jobs = list(services.db["jobs"].find({"type": job_type}))
+        assert {j["subject"]["integrationId"] for j in jobs} == live_ids
+        assert {j["tenantId"] for j in jobs} == {live}
+    assert services.db["jobs"].count_documents({"tenantId": archived}) == 0
+
+    # Un-archived: its work is dispatched on the next tick.
+    services.db["tenants"].update_one({"_id": archived}, {"$set": {"archived": False}})
+    assert dispatch.dispatch_tenants(services, app, "tenant.aggregate_usage") == {"due": 2, "enqueued": 1}
+    assert dispatch.dispatch_integrations(services, app, "integration.sync_files") == {
+        "due": 4,
+        "enqueued": 2,
+    }
+    assert services.db["jobs"].count_documents({"tenantId": archived}) == 3
+
+
+def test_a_new_integration_is_due_for_a_health_check_at_once(isolated, settings: Settings) -> None:
+    services, app, _ = isolated
+    tenant = factories.tenant(services.db)["_id"]
+    make_integrations(services, tenant, due=0, fresh=3)  # checked just now: not due
+    # As the backend writes a new integration: health.lastCheck set at creation, no mwapTasks.
+    new = factories.integration(services.db, services.ring, tenant, slug="dropbox")
+    assert "mwapTasks" not in new
+    assert new["health"]["lastCheck"] is not None
+    result = dispatch.dispatch_integrations(services, app, "integration.health_check")
+    assert result == {"due": 1, "enqueued": 1}
+    [job] = services.db["jobs"].find({"type": "integration.health_check"})
+    assert job["subject"] == {"integrationId": str(new["_id"])}
+
+    # Once the platform checked it, it waits for the interval like the others.
+    services.db["jobs"].delete_many({})
+    services.redis.flushdb()
+    services.db["cloudIntegrations"].update_one(
+        {"_id": new["_id"]}, {"$set": {"mwapTasks.healthCheckedAt": now(), "health.lastCheck": now()}}
+    )
+    assert dispatch.dispatch_integrations(services, app, "integration.health_check") == {
+        "due": 0,
+        "enqueued": 0,
+    }
+
+    # And the health tick runs often enough to reach a new integration within the bound.
+    import beat_schedule  # noqa: PLC0415
+
+    tick = beat_schedule.build_schedule(settings)["dispatch.integration.health_check"]["schedule"]
+    assert tick <= settings.new_integration_check_within < settings.health_check_interval
 
 
 def test_dispatchers_and_the_reconciler_are_on_the_beat_schedule(settings: Settings) -> None:
@@ -183,7 +271,8 @@ def test_one_call_asking_twice_for_the_same_subject_gets_one_job(isolated) -> No
     from mwap.enqueue import JobRequest, enqueue  # noqa: PLC0415
     from worker.app import publisher  # noqa: PLC0415
 
-    twice = [JobRequest("integration.sync_files", "t1", {"integrationId": "int-1"}) for _ in range(2)]
+    tenant, integration = ObjectId(), str(ObjectId())
+    twice = [JobRequest("integration.sync_files", tenant, {"integrationId": integration}) for _ in range(2)]
     first, second = enqueue(services.db, services.redis, publisher(app), twice, lease_ttl=60)
     assert first.created
     assert not second.created

@@ -24,13 +24,13 @@ def capped(stack_env: dict[str, str], settings, services: Services, log_dir):
 
 
 def test_one_tenant_runs_one_job_at_a_time_while_another_gets_through(capped: Services, db: Database) -> None:
-    busy = [
-        factories.enqueue_job(capped, "system.echo", "tenant-busy", {}, sleepSeconds=1.5) for _ in range(3)
-    ]
-    quiet = factories.enqueue_job(capped, "system.echo", "tenant-quiet", {}, sleepSeconds=0.1)
+    busy_tenant, quiet_tenant = factories.tenant(db)["_id"], factories.tenant(db)["_id"]
+    busy = [factories.enqueue_job(capped, "system.echo", busy_tenant, {}, sleepSeconds=1.5) for _ in range(3)]
+    quiet = factories.enqueue_job(capped, "system.echo", quiet_tenant, {}, sleepSeconds=0.1)
     done = [factories.wait_final(db, job["_id"], timeout=60) for job in busy]
     other = factories.wait_final(db, quiet["_id"], timeout=60)
     assert {job["status"] for job in [*done, other]} == {"succeeded"}
+    assert {job["tenantId"] for job in done} == {busy_tenant}
 
     spans = sorted((job["startedAt"], job["finishedAt"]) for job in done)
     for (_, end), (start, _) in itertools.pairwise(spans):

@@ -32,6 +32,8 @@ def test_health_transitions_through_the_worker(
     healthy = check()
     assert healthy["status"] == "healthy"
     assert healthy["lastCheck"] is not None
+    assert "mwapTasks" not in integration  # new: never checked by the platform
+    assert integration_doc(db, integration)["mwapTasks"]["healthCheckedAt"] == healthy["lastCheck"]
     assert integration_doc(db, integration)["usage"]["totalRequests"] >= 1
 
     fake.fault(account.id, "status", status=400, count=None, endpoint="google.about", message="bad probe")
@@ -56,9 +58,13 @@ def test_invalid_grant_during_probe_marks_integration_error(
     assert job["status"] == "succeeded"
     doc = integration_doc(db, integration)
     assert doc["status"] == "error"
-    assert "re-authorization" in doc["statusReason"]
+    assert "re-authorization" in doc["mwapTasks"]["statusReason"]
+    assert "statusReason" not in doc  # platform state lives in mwapTasks
     assert doc["health"]["status"] in {"degraded", "unhealthy"}
-    assert db["auditLogs"].count_documents({"target.id": integration["_id"], "details.status": "error"}) == 1
+    assert (
+        db["auditLogs"].count_documents({"target.id": str(integration["_id"]), "details.status": "error"})
+        == 1
+    )
     # An integration in error is not probed again.
     again = factories.run_integration_job(services, "integration.health_check", integration)
     assert again["result"] == {"skipped": "integration is error"}
@@ -76,28 +82,32 @@ def test_breaker_opens_for_a_failing_provider_and_closes_after_a_trial(
     services.redis.delete(*services.redis.keys("mwap:breaker:dropbox:*") or ["-"])
     health._breakers.clear()
     accounts = [fake.create_account("dropbox") for _ in range(3)]
-    integrations = [factories.integration_for(db, ring, tenant_id, a) for a in accounts]
+    # One integration per provider per tenant: three tenants, one Dropbox integration each.
+    tenants = [tenant_id, factories.tenant(db)["_id"], factories.tenant(db)["_id"]]
+    integrations = [
+        factories.integration_for(db, ring, owner, a) for owner, a in zip(tenants, accounts, strict=True)
+    ]
     for account, integration in zip(accounts[:2], integrations[:2], strict=True):
         fake.fault(account.id, "status", status=500, count=None, endpoint="dropbox.account")
-        assert health.check(fast, tenant_id, integration["_id"])["status"] == "degraded"
+        assert health.check(fast, integration["tenantId"], integration["_id"])["status"] == "degraded"
     assert health.breaker_state(services.redis, "dropbox") == "open"
 
     calls_before = fake.stats(accounts[2].id)["calls"].get("dropbox.account", 0)
     with pytest.raises(Skip, match="circuit is open"):
-        health.check(fast, tenant_id, integrations[2]["_id"])
+        health.check(fast, tenants[2], integrations[2]["_id"])
     assert fake.stats(accounts[2].id)["calls"].get("dropbox.account", 0) == calls_before
 
     fake.clear_faults(accounts[2].id)
 
     def trial() -> bool:
         try:
-            return health.check(fast, tenant_id, integrations[2]["_id"])["status"] == "healthy"
+            return health.check(fast, tenants[2], integrations[2]["_id"])["status"] == "healthy"
         except Skip:
             return False
 
     wait_for(trial, timeout=10, what="breaker half-open trial")
     assert health.breaker_state(services.redis, "dropbox") == "closed"
-    scope = Store(db).tenant(tenant_id)
+    scope = Store(db).tenant(tenants[2])
     assert (
         scope["cloudIntegrations"].find_one({"_id": integrations[2]["_id"]})["health"]["status"] == "healthy"
     )

@@ -52,7 +52,10 @@ def test_twenty_concurrent_refreshes_make_one_token_call(
 def test_scheduled_refresh_through_the_worker_and_skip_when_fresh(
     services: Services, db: Database, ring, fake: FakeProviders, tenant_id: str
 ) -> None:
-    account = fake.create_account("google-drive")
+    # Tokens living longer than the look-ahead (default 75 min, above Google's usual hour), so the
+    # refreshed one is fresh.
+    lifetime = services.settings.token_refresh_lookahead + 3600
+    account = fake.create_account("google-drive", token_lifetime=lifetime)
     integration = factories.integration_for(db, ring, tenant_id, account, expires_in=timedelta(minutes=2))
     job = factories.run_integration_job(services, "integration.refresh_token", integration)
     assert job["status"] == "succeeded", job["error"]
@@ -60,9 +63,11 @@ def test_scheduled_refresh_through_the_worker_and_skip_when_fresh(
     assert after.access_token != account.access_token
     assert after.refresh_token == account.refresh_token  # Google sends no new refresh token: keep the old
     doc = db["cloudIntegrations"].find_one({"_id": integration["_id"]})
-    assert doc["metadata"]["lastRefreshAt"] is not None
+    assert doc["mwapTasks"]["lastRefreshAt"] is not None
+    assert doc["authData"]["expiresAt"] > integration["authData"]["expiresAt"]
     assert (
-        db["auditLogs"].count_documents({"action": "token.refreshed", "target.id": integration["_id"]}) == 1
+        db["auditLogs"].count_documents({"action": "token.refreshed", "target.id": str(integration["_id"])})
+        == 1
     )
 
     again = factories.run_integration_job(services, "integration.refresh_token", integration)
@@ -83,9 +88,11 @@ def test_invalid_grant_is_terminal(
     assert job["retries"] == []
     doc = db["cloudIntegrations"].find_one({"_id": integration["_id"]})
     assert doc["status"] == "error"
-    assert doc["statusReason"].startswith("needs re-authorization")
+    assert doc["mwapTasks"]["statusReason"].startswith("needs re-authorization")
     assert (
-        db["auditLogs"].count_documents({"action": "token.refresh_failed", "target.id": integration["_id"]})
+        db["auditLogs"].count_documents(
+            {"action": "token.refresh_failed", "target.id": str(integration["_id"])}
+        )
         == 1
     )
 

@@ -1,8 +1,12 @@
 """A job travels from the HTTP API through Redis to a real worker and back out of MongoDB."""
 
+import re
+
 import pytest
+from bson import ObjectId
 from flask.testing import FlaskClient
 
+from mwap.ids import HEX_PATTERN
 from ops.processes import wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -12,6 +16,7 @@ def post_echo(client: FlaskClient, headers: dict[str, str], **params: object) ->
     response = client.post("/v1/jobs", json={"type": "system.echo", "params": params}, headers=headers)
     assert response.status_code == 202, response.get_data(as_text=True)
     job = response.get_json()
+    assert re.fullmatch(HEX_PATTERN, job["id"]), job["id"]  # a job id is 24-hex, like every id
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued"
     return job
@@ -58,3 +63,12 @@ def test_retryable_error_shows_retrying_then_succeeded(
     assert done["attempts"] == 2
     assert len(done["retries"]) == 1
     assert done["result"] == {"message": "again", "retries": 1}
+
+
+@pytest.mark.parametrize("job_id", ["not-a-job-id", str(ObjectId())])
+def test_a_malformed_or_unknown_job_id_is_404(
+    client: FlaskClient, admin_headers: dict[str, str], job_id: str
+) -> None:
+    response = client.get(f"/v1/jobs/{job_id}", headers=admin_headers)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("application/problem+json")

@@ -7,10 +7,12 @@ import sys
 
 import factories
 import pytest
+from bson import ObjectId
 from pymongo.database import Database
 
 from mwap.connections import mongo_client
 from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap.indexes import ensure_indexes
 from mwap.rotation import rotate
 from mwap.settings import Settings
 
@@ -25,21 +27,24 @@ class Interrupted(Exception):
 @pytest.fixture
 def fresh(settings: Settings) -> Database:
     name = factories.uid("rotation").replace("-", "_")
-    yield mongo_client(settings)[name]
+    database = mongo_client(settings)[name]
+    ensure_indexes(database, settings)  # the seed's unique indexes hold here too
+    yield database
     mongo_client(settings).drop_database(name)
 
 
-def seed(db: Database, ring: KeyRing, count: int) -> dict[str, tuple[str, str]]:
-    tenant_id = factories.tenant(db)["_id"]
+def seed(db: Database, ring: KeyRing, count: int) -> dict[ObjectId, tuple[str, str]]:
     tokens = {}
     for n in range(count):
         access, refresh = f"access-{n}", f"refresh-{n}"
+        # One Google Drive integration per tenant (the seed's unique (tenantId, providerId)).
+        tenant_id = factories.tenant(db)["_id"]
         doc = factories.integration(db, ring, tenant_id, access_token=access, refresh_token=refresh)
         tokens[doc["_id"]] = (access, refresh)
     return tokens
 
 
-def plaintexts(db: Database, ring: KeyRing) -> dict[str, tuple[str, str]]:
+def plaintexts(db: Database, ring: KeyRing) -> dict[ObjectId, tuple[str, str]]:
     out = {}
     for doc in db["cloudIntegrations"].find():
         auth = doc["authData"]
@@ -105,7 +110,7 @@ def test_rotation_cli_reports_undecryptable_secrets_and_exits_nonzero(
     assert result.returncode == 1, result.stderr
     output = json.loads(result.stdout)
     assert output["primaryKey"] == "k2"
-    assert [(f["id"], f["field"]) for f in output["failures"]] == [(victim, "authData.accessToken")]
+    assert [(f["id"], f["field"]) for f in output["failures"]] == [(str(victim), "authData.accessToken")]
     assert "'k1'" in output["failures"][0]["error"]
     assert "scanned" in result.stderr  # progress on stderr
     for value in tokens.values():
