@@ -133,7 +133,7 @@ ENDPOINTS: list[Endpoint] = [
         "DELETE",
         "/v1/integrations/{integrationId}",
         integrations.delete_integration,
-        "Delete an integration and its tokens; its files are marked deleted",
+        "Delete an integration, its tokens and its files; its open jobs are cancelled",
         "integrations",
         {204: Out(None, "Deleted.")},
     ),

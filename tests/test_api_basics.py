@@ -1,6 +1,7 @@
 """Health, readiness, authentication and bad input: every error is problem+json, never a 500."""
 
 import pytest
+from bson import ObjectId
 from flask.testing import FlaskClient
 
 
@@ -84,7 +85,9 @@ def test_oversized_body_is_413(client: FlaskClient, admin_headers: dict) -> None
 
 
 def test_unknown_job_is_404(client: FlaskClient, admin_headers: dict) -> None:
-    assert_problem(client.get("/v1/jobs/does-not-exist", headers=admin_headers), 404, "not-found")
+    malformed = assert_problem(client.get("/v1/jobs/does-not-exist", headers=admin_headers), 404, "not-found")
+    unknown = assert_problem(client.get(f"/v1/jobs/{ObjectId()}", headers=admin_headers), 404, "not-found")
+    assert malformed["title"] == unknown["title"] == "No such job"
 
 
 def test_wrong_method_is_405(client: FlaskClient, admin_headers: dict) -> None:

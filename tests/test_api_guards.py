@@ -15,6 +15,7 @@ from api_support import (
     offline_app,
     tenant_with_key,
 )
+from bson import ObjectId
 from flask import Flask
 from flask.testing import FlaskClient
 from pymongo.database import Database
@@ -97,7 +98,7 @@ def test_keys_are_scoped_per_tenant(api: FlaskClient, db: Database) -> None:
         tenant, headers = tenant_with_key(db)
         response = api.post("/v1/jobs", json=body, headers={**headers, "Idempotency-Key": key})
         assert response.status_code == 202
-        assert response.get_json()["tenantId"] == tenant["_id"]
+        assert response.get_json()["tenantId"] == str(tenant["_id"])
 
 
 def test_a_refused_request_leaves_the_key_free(api: FlaskClient, db: Database) -> None:
@@ -203,7 +204,7 @@ def test_redis_down_is_503_with_retry_after(settings: Settings, db: Database, ad
         client.get("/v1/jobs", headers=headers),  # the rate limit needs Redis
         client.post(
             "/v1/jobs",
-            json={"type": "tenant.apply_retention", "tenantId": tenant["_id"]},
+            json={"type": "tenant.apply_retention", "tenantId": str(tenant["_id"])},
             headers=admin_headers,
         ),
     ):
@@ -219,9 +220,9 @@ def test_mongodb_down_is_503_with_retry_after(settings: Settings, admin_headers:
     url = f"mongodb://127.0.0.1:{processes.free_port()}/?directConnection=true"
     client = app_with(settings, mongo_url=url, mongo_timeout_ms=300).test_client()
     for response in (
-        client.get("/v1/jobs/some-job", headers=admin_headers),
+        client.get(f"/v1/jobs/{ObjectId()}", headers=admin_headers),
         client.get("/v1/jobs", headers={"Authorization": "Bearer some-tenant-key-0000000000"}),
-        client.post("/v1/tenants", json={"name": "X"}, headers=admin_headers),
+        client.post("/v1/tenants", json={"name": "X", "ownerId": "auth0|x"}, headers=admin_headers),
     ):
         assert_problem(response, 503, "unavailable")
         assert response.headers["Retry-After"] == "5"
@@ -263,6 +264,11 @@ def test_hostile_bodies_are_4xx(client: FlaskClient, admin_headers: dict, raw: b
         "/v1/integrations/%E2%82%AC/files",
         "/v1/tenants/%7B%22%24gt%22%3A%22%22%7D/usage",
         "/v1/integrations/.hidden",
+        "/v1/integrations/not-an-id",
+        "/v1/tenants/xyz",
+        "/v1/jobs/job_0123456789abcdef",  # not a 24-hex id
+        "/v1/integrations/0123456789abcdef0123456",  # 23 hex digits
+        "/v1/integrations/0123456789abcdef012345678/files",  # 25
     ],
 )
 def test_odd_ids_in_the_path_are_404(client: FlaskClient, admin_headers: dict, path: str) -> None:

@@ -65,14 +65,16 @@ def isolated(settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def seeded(isolated: Settings, ring: Any) -> dict[str, str]:
-    """A tenant with an integration, files, usage and a job; the ids the test substitutes."""
+    """A tenant with a project, an integration linked to it, files, usage and a job; the (24-hex) ids
+    the test substitutes."""
     db: Database = mongo_db(isolated)
     ensure_indexes(db, isolated)
     tenant = factories.tenant(db)
-    integration = factories.integration(db, ring, tenant["_id"])
+    project = factories.project(db, tenant["_id"], folderPath="/Docs")
+    integration = factories.integration(db, ring, tenant["_id"], project_ids=[project["_id"]])
     for path in ("/Docs/a.txt", "/Docs/b.txt", "/Photos/c.jpg"):
-        factories.virtual_file(db, integration, path)
-    factories.virtual_file(db, integration, "/Docs/old.txt", deletedAt=datetime.now(UTC))
+        factories.virtual_file(db, integration, path, projectId=project["_id"])
+    factories.virtual_file(db, integration, "/Docs/Sub", type="inode/directory", size=None)
     today = datetime.now(UTC).date()
     for back in range(3):
         factories.usage_day(
@@ -83,7 +85,12 @@ def seeded(isolated: Settings, ring: Any) -> dict[str, str]:
             jobs={"system_echo": {"succeeded": 1}},
         )
     _, key = factories.api_key(db, tenant["_id"])
-    return {"tenantId": tenant["_id"], "integrationId": integration["_id"], "tenantKey": key}
+    return {
+        "tenantId": str(tenant["_id"]),
+        "integrationId": str(integration["_id"]),
+        "projectId": str(project["_id"]),
+        "tenantKey": key,
+    }
 
 
 @pytest.fixture(scope="module")
