@@ -279,7 +279,13 @@ def list_jobs(call: Call) -> Reply:
         find["createdAt"] = created
     if query.subject:
         conditions.append(
-            {"$or": [{"subject.integrationId": query.subject}, {"subject.tenantId": query.subject}]}
+            {
+                "$or": [
+                    {"subject.integrationId": query.subject},
+                    {"subject.projectId": query.subject},
+                    {"subject.tenantId": query.subject},
+                ]
+            }
         )
     if query.cursor:
         position = pagination.decode(query.cursor, "jobs", {"t": int, "id": str})

@@ -103,7 +103,7 @@ class JobOut(Out):
     id: str
     type: str
     tenant_id: IdStr | None = Field(alias="tenantId")
-    subject: dict[str, str]
+    subject: dict[str, IdStr]
     params: dict[str, Any]
     queue: str
     status: Status
@@ -143,7 +143,9 @@ class BatchOut(Out):
 class JobListQuery(Query):
     type: Literal[tuple(jobtypes.JOB_TYPES)] | None = None  # type: ignore[valid-type]
     status: Status | None = None
-    subject: Id | None = Field(default=None, description="An integration or tenant id the job is about.")
+    subject: Id | None = Field(
+        default=None, description="An integration, project or tenant id the job is about."
+    )
     tenant_id: Id | None = Field(default=None, alias="tenantId")
     created_from: datetime | None = Field(default=None, alias="createdFrom", description="Inclusive.")
     created_to: datetime | None = Field(default=None, alias="createdTo", description="Exclusive.")
