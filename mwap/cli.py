@@ -249,7 +249,9 @@ def tenants_add(
 ) -> None:
     """Register a tenant (seed 000's fields)."""
     tenant_settings = {
-        k: v for k, v in {"retentionDays": retention_days, "maxProjects": max_projects}.items() if v
+        k: v
+        for k, v in {"retentionDays": retention_days, "maxProjects": max_projects}.items()
+        if v is not None  # 0 is refused by validation, not silently replaced by the default
     }
     body = _parse(
         registry.TenantCreate,

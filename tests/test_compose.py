@@ -12,7 +12,9 @@ from mwap.settings import ENV_PREFIX, Settings
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 PLATFORM_SERVICES = {"api", "worker", "worker-sync", "beat", "flower"}
-REQUIRED_SETTINGS = {f"{ENV_PREFIX}{name.upper()}" for name, f in Settings.model_fields.items() if f.is_required()}
+REQUIRED_SETTINGS = {
+    f"{ENV_PREFIX}{name.upper()}" for name, f in Settings.model_fields.items() if f.is_required()
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +48,12 @@ def test_platform_services_share_one_image_and_the_settings(compose: dict) -> No
         unknown = {
             key
             for key in env
-            if key.startswith(ENV_PREFIX) and key.removeprefix(ENV_PREFIX).lower() not in Settings.model_fields
+            if key.startswith(ENV_PREFIX)
+            and key.removeprefix(ENV_PREFIX).lower() not in Settings.model_fields
         }
         assert not unknown, f"{name} sets settings that do not exist: {unknown}"
+        # The backend's legacy key is passed through, optional (empty: unset).
+        assert env["MWAP_LEGACY_ENCRYPTION_KEY"] == "${MWAP_LEGACY_ENCRYPTION_KEY:-}", name
         assert service["depends_on"]["mongo"]["condition"] == "service_healthy"
 
 
@@ -68,6 +73,10 @@ def test_docker_compose_config_accepts_it() -> None:
     env = {"PATH": "/usr/bin:/bin", "MWAP_ENCRYPTION_KEYS": "k1:x", "MWAP_ADMIN_API_KEY": "k" * 20}
     env["MWAP_FLOWER_BASIC_AUTH"] = "op:pw"
     result = subprocess.run(
-        ["docker-compose", "-f", str(COMPOSE), "config", "-q"], env=env, capture_output=True, text=True, check=False
+        ["docker-compose", "-f", str(COMPOSE), "config", "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr

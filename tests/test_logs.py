@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from bson import ObjectId
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
@@ -33,24 +34,26 @@ def lines(stream: io.StringIO) -> list[dict]:
 
 def test_line_is_one_json_object_with_bound_ids_and_exception() -> None:
     logger, stream = capture()
+    # Ids as the platform binds them: the job id and the document ids in their 24-hex form.
+    job_id = str(ObjectId())
     ids = {
-        "jobId": "j1",
+        "jobId": job_id,
         "jobType": "integration.sync_files",
-        "tenantId": "t1",
-        "integrationId": "i1",
+        "tenantId": str(ObjectId()),
+        "integrationId": str(ObjectId()),
         "requestId": "r1",
     }
     with logs.bound(**ids):
         try:
             raise ValueError("boom")
         except ValueError:
-            logger.exception("job %s failed", "j1")
+            logger.exception("job %s failed", job_id)
     logger.info("afterwards")
 
     failed, after = lines(stream)
     assert failed["level"] == "ERROR"
     assert failed["logger"] == logger.name
-    assert failed["message"] == "job j1 failed"
+    assert failed["message"] == f"job {job_id} failed"
     assert failed["process"] == "test"
     assert {k: failed[k] for k in ids} == ids
     assert "ValueError: boom" in failed["exc"]

@@ -68,7 +68,9 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
     assert (data_dir / "credentials.json").stat().st_mode & 0o777 == 0o600
     assert set(stack) >= {"api", "flower", "redisUrl", "mongoUrl", "providers", "credentials"}
 
-    assert wait_for(lambda: requests.get(f"{api}/ready", timeout=5).status_code == 200, timeout=30, what="ready")
+    assert wait_for(
+        lambda: requests.get(f"{api}/ready", timeout=5).status_code == 200, timeout=30, what="ready"
+    )
 
     # Flower answers, and only with its credentials.
     assert requests.get(f"{flower}/api/workers", timeout=5).status_code == 401
@@ -77,12 +79,17 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
 
     headers = {"Authorization": f"Bearer {creds['adminApiKey']}"}
     posted = requests.post(
-        f"{api}/v1/jobs", json={"type": "system.echo", "params": {"message": "smoke"}}, headers=headers, timeout=10
+        f"{api}/v1/jobs",
+        json={"type": "system.echo", "params": {"message": "smoke"}},
+        headers=headers,
+        timeout=10,
     )
     assert posted.status_code == 202, posted.text
     job_url = api + posted.headers["Location"]
     done = wait_for(
-        lambda: (job := requests.get(job_url, headers=headers, timeout=5).json())["status"] == "succeeded" and job,
+        lambda: (
+            (job := requests.get(job_url, headers=headers, timeout=5).json())["status"] == "succeeded" and job
+        ),
         timeout=60,
         what="smoke job",
     )
@@ -98,17 +105,26 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
 
     # The demo: providers are the local fakes, and beat dispatches the demo integrations' jobs.
     assert stack["providers"]["google-drive"].startswith(stack["providers"]["url"])
-    tenant_key = creds["tenantApiKeys"]["demo-acme"]
+    # Demo ids are ObjectIds (hex); the first demo tenant is Acme, whose Google Drive integration
+    # feeds its projects Alpha (/Projects/Alpha) and Photos (/Photos).
+    acme = stack["demo"]["tenants"][0]
+    assert all(len(i) == 24 for i in [*stack["demo"]["tenants"], *stack["demo"]["integrations"]])
+    tenant_headers = {"Authorization": f"Bearer {creds['tenantApiKeys'][acme]}"}
+    listed = requests.get(f"{api}/v1/integrations", headers=tenant_headers, timeout=5)
+    assert listed.status_code == 200, listed.text
+    [google] = [i for i in listed.json()["items"] if i["providerSlug"] == "google-drive"]
+    assert google["tenantId"] == acme
+    assert google["id"] in stack["demo"]["integrations"]
 
-    def demo_synced() -> bool:
-        files = requests.get(
-            f"{api}/v1/integrations/int-demo-google/files",
-            headers={"Authorization": f"Bearer {tenant_key}"},
-            timeout=5,
-        )
-        return files.status_code == 200 and len(files.json()["items"]) > 0
+    def demo_synced() -> list[dict] | None:
+        files = requests.get(f"{api}/v1/integrations/{google['id']}/files", headers=tenant_headers, timeout=5)
+        return files.status_code == 200 and files.json()["items"]
 
-    wait_for(demo_synced, timeout=90, what="demo integration synced by the schedule")
+    items = wait_for(demo_synced, timeout=90, what="demo integration synced by the schedule")
+    # Only files inside a linked project's folder are stored.
+    assert all(f["path"].startswith(("/Projects/Alpha", "/Photos")) for f in items), [
+        f["path"] for f in items
+    ]
 
     tree = descendants(process.pid)
     assert len(tree) >= 6  # redis, mongo, two workers, beat, api, flower and their own children

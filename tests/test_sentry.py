@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from bson import ObjectId
 from celery.app import trace as celery_trace
 from celery.contrib.testing.worker import start_worker
 from celery.worker.consumer import consumer as celery_consumer
@@ -191,10 +192,11 @@ def test_job_retry_is_not_reported_and_final_failure_is_reported_once(
             raise ProviderUnavailableError(f"503 for access_token={access_token}")
         raise ProviderAuthError(f"401 for Bearer {access_token}")
 
+    tenant_id, integration_id = ObjectId(), ObjectId()
     job = ledger.new_job(
         LEAKY_JOB,
-        tenant_id="tenant-sentry",
-        subject={"integrationId": "integration-sentry"},
+        tenant_id=tenant_id,
+        subject={"integrationId": str(integration_id)},
         queue=queue,
         request_id="req-sentry-job",
     )
@@ -216,8 +218,8 @@ def test_job_retry_is_not_reported_and_final_failure_is_reported_once(
     [event] = errors
     assert event["tags"]["job_type"] == LEAKY_JOB
     assert event["tags"]["job_id"] == job["_id"]
-    assert event["tags"]["tenant_id"] == "tenant-sentry"
-    assert event["tags"]["integration_id"] == "integration-sentry"
+    assert event["tags"]["tenant_id"] == str(tenant_id)
+    assert event["tags"]["integration_id"] == str(integration_id)
     assert event["tags"]["request_id"] == "req-sentry-job"
     assert leak["bearer_token"] not in sentry_events.everything()
     frames = event["exception"]["values"][-1]["stacktrace"]["frames"]

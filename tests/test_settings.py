@@ -65,3 +65,35 @@ def test_defaults_and_overrides() -> None:
     assert settings.health_check_interval == 900
     assert settings.key_ring().primary == "k1"
     assert "kkkk" not in repr(settings)  # secrets are masked in reprs and logs
+
+
+def test_schedule_defaults_follow_the_seed() -> None:
+    values = {k.removeprefix("MWAP_").lower(): v for k, v in GOOD.items()}
+    settings = Settings(**values)
+    assert settings.token_refresh_interval == 3600
+    assert settings.token_refresh_lookahead == 4500
+    assert settings.token_refresh_lookahead >= settings.token_refresh_interval
+    assert settings.new_integration_check_within == 300
+    # Deleted files are hard-deleted: there is no grace period to configure any more.
+    assert "deleted_file_grace_days" not in Settings.model_fields
+
+
+def test_a_refresh_lookahead_shorter_than_the_interval_is_refused() -> None:
+    result = run_entry({**GOOD, "MWAP_TOKEN_REFRESH_INTERVAL": "3600", "MWAP_TOKEN_REFRESH_LOOKAHEAD": "600"})
+    assert result.returncode == 2
+    assert "MWAP_TOKEN_REFRESH_LOOKAHEAD must be at least MWAP_TOKEN_REFRESH_INTERVAL" in result.stderr
+    # Equal is enough; a shorter interval with the default lookahead too.
+    for env in (
+        {"MWAP_TOKEN_REFRESH_INTERVAL": "600", "MWAP_TOKEN_REFRESH_LOOKAHEAD": "600"},
+        {"MWAP_TOKEN_REFRESH_INTERVAL": "300"},
+    ):
+        assert run_entry({**GOOD, **env}).returncode == 0, env
+
+
+def test_legacy_encryption_key_is_optional_and_masked() -> None:
+    values = {k.removeprefix("MWAP_").lower(): v for k, v in GOOD.items()}
+    assert Settings(**values).legacy_password() is None
+    assert Settings(**values, legacy_encryption_key="").legacy_password() is None  # compose passes ""
+    settings = Settings(**values, legacy_encryption_key="node-backend-password")
+    assert settings.legacy_password() == "node-backend-password"
+    assert "node-backend-password" not in repr(settings)

@@ -2,6 +2,7 @@
 
 import factories
 import pytest
+from bson import ObjectId
 from pymongo.database import Database
 
 from mwap.indexes import ensure_indexes, indexes, missing_indexes
@@ -27,13 +28,17 @@ def test_reads_see_only_the_tenant(db: Database, two_tenants: tuple[str, str]) -
     assert scope["cloudIntegrations"].find_one({"_id": b_integration["_id"]}) is None
     assert scope["cloudIntegrations"].count_documents({"_id": b_integration["_id"]}) == 0
     assert {d["_id"] for d in scope["projects"].aggregate([{"$group": {"_id": "$tenantId"}}])} == {a}
+    # The hex form of the id is the same tenant: the filter still holds the stored ObjectId.
+    hex_scope = Store(db).tenant(str(a))
+    assert {d["tenantId"] for d in hex_scope["cloudIntegrations"].find({"tenantId": str(a)})} == {a}
 
 
 def test_a_query_naming_another_tenant_is_refused(db: Database, two_tenants: tuple[str, str]) -> None:
     a, b = two_tenants
     scope = Store(db).tenant(a)
-    with pytest.raises(TenantBoundaryError):
-        scope["cloudIntegrations"].find_one({"tenantId": b})
+    for other in (b, str(b)):
+        with pytest.raises(TenantBoundaryError):
+            scope["cloudIntegrations"].find_one({"tenantId": other})
 
 
 def test_writes_never_touch_another_tenant(db: Database, two_tenants: tuple[str, str]) -> None:
@@ -58,18 +63,24 @@ def test_writes_never_touch_another_tenant(db: Database, two_tenants: tuple[str,
 def test_inserts_are_stamped_and_pipelines_cannot_escape(db: Database, two_tenants: tuple[str, str]) -> None:
     a, _ = two_tenants
     scope = Store(db).tenant(a)
-    scope["auditLogs"].insert_one({"_id": factories.uid("audit"), "action": "x"})
+    audit_id = factories.uid("audit")
+    scope["auditLogs"].insert_one({"_id": audit_id, "action": "x"})
     assert scope["auditLogs"].count_documents({"action": "x"}) == 1
+    assert type(db["auditLogs"].find_one({"_id": audit_id})["tenantId"]) is ObjectId
     with pytest.raises(TenantBoundaryError):
         scope["projects"].aggregate([{"$lookup": {"from": "cloudIntegrations", "as": "x", "pipeline": []}}])
 
 
 def test_a_tenant_id_is_required(db: Database) -> None:
-    for bad in ("", None):
+    # Tenant ids are ObjectIds (or their 24-hex form); anything else is refused before any query.
+    for bad in ("", None, "t", "acme", "0" * 23, "z" * 24, 42):
         with pytest.raises(TenantBoundaryError):
             Store(db).tenant(bad)  # type: ignore[arg-type]
+    tenant_id = ObjectId()
+    assert Store(db).tenant(str(tenant_id)).tenant_id == tenant_id
+    assert Store(db).tenant(tenant_id)["projects"].scoped({}) == {"tenantId": tenant_id}
     with pytest.raises(KeyError):
-        Store(db).tenant("t")["tenants"]
+        Store(db).tenant(tenant_id)["tenants"]
     with pytest.raises(KeyError):
         Store(db).global_collection("cloudIntegrations")
 
@@ -78,13 +89,14 @@ def test_index_bootstrap_is_complete_and_idempotent(db: Database, settings: Sett
     assert missing_indexes(db, settings) == []
     assert ensure_indexes(db, settings) == []
     info = db["virtualFiles"].index_information()
-    assert info["integration_file_unique"]["unique"] is True
+    assert info["providerFileId_1_integrationId_1"]["unique"] is True
     assert (
         db["jobs"].index_information()["finished_ttl"]["expireAfterSeconds"]
         == settings.job_retention_days * 86400
     )
     names = {(i.collection, i.name) for i in indexes(settings)}
-    assert ("cloudIntegrations", "due_sync") in names
+    assert ("cloudIntegrations", "mwap_due_sync") in names
+    assert ("cloudIntegrations", "tenantId_1_providerId_1") in names
     assert ("usageDaily", "tenant_day_unique") in names
 
 

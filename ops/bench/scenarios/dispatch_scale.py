@@ -10,67 +10,77 @@ With MWAP_MONGO_URL unset this runs on a second stand-in without the per-insert 
 """
 
 import contextlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from celery import Celery
 from pymongo.database import Database
 
+from mwap.crypto import KeyRing
 from mwap.indexes import ensure_indexes
 from mwap.ledger import now
+from ops.bench import documents
 from ops.bench.config import Run
 from ops.bench.harness import DEAD_BASELINE_DB, DEAD_PLATFORM_DB
 from ops.bench.mongo import CommandStats, Usage, monitored_client
 from ops.bench.results import Metric, Scenario, Target
+from ops.fake_providers.documents import provider_documents
 from ops.processes import Child
 from tasks.dispatch import dispatch_integrations
 from worker.app import create_celery_app
 from worker.base import Services, key_ring
 
 JOB_TYPE = "integration.health_check"
-TENANTS = 100
+UNREACHABLE = "http://127.0.0.1:9"  # the providers' URLs: nothing here calls a provider
 SERIES = ("seconds", "mongo", "commands", "documents")
 
 
-def seed(db: Database, size: int, due_fraction: float, batch: int) -> float:
-    """``size`` active integrations, every ``1/due_fraction``-th never health-checked (due)."""
+def seed(db: Database, ring: KeyRing, size: int, due_fraction: float, batch: int) -> float:
+    """``size`` active, seed-shaped integrations (``tests/factories.py``'s shapes, ObjectIds), every
+    ``1/due_fraction``-th never health-checked by the platform (due), the others checked now.
+
+    A tenant holds one integration per provider (the seed's unique index), so the integrations
+    go round the three providers and every tenant holds three. Written with ``insert_many``."""
     moment = now()
     every = round(1 / due_fraction)
     started = time.perf_counter()
-    for first in range(0, size, batch):
-        db["cloudIntegrations"].insert_many(
-            [
-                {
-                    "_id": f"int-{n:07d}",
-                    "tenantId": f"tenant-{n % TENANTS:03d}",
-                    "providerId": "google-drive",
-                    "providerSlug": "google-drive",
-                    "status": "active",
-                    "authData": {
-                        "accessToken": "enc:v1:k1:x",
-                        "refreshToken": "enc:v1:k1:y",
-                        "expiresAt": moment + timedelta(days=1),
-                    },
-                    "health": {"status": "healthy", "lastCheck": None if n % every == 0 else moment},
-                    "metadata": {"lastSyncAt": moment, "lastRefreshAt": moment},
-                }
-                for n in range(first, min(first + batch, size))
-            ],
-            ordered=False,
-        )
+    providers = [
+        documents.converge_provider(db, ring, {**document, "clientSecret": "bench-secret"})
+        for document in provider_documents(UNREACHABLE)
+    ]
+    tenants = [documents.tenant(moment=moment) for _ in range(math.ceil(size / len(providers)))]
+    documents.insert_batched(db, "tenants", tenants, batch)
+
+    def integrations() -> Iterator[dict]:
+        for n in range(size):
+            state = {"lastSyncAt": moment, "lastRefreshAt": moment}
+            if n % every != 0:
+                state["healthCheckedAt"] = moment
+            yield documents.integration(
+                ring,
+                tenants[n // len(providers)]["_id"],
+                providers[n % len(providers)],
+                expires_in=timedelta(days=1),
+                moment=moment,
+                mwapTasks=state,
+            )
+
+    documents.insert_batched(db, "cloudIntegrations", integrations(), batch)
     return time.perf_counter() - started
 
 
 def naive_dispatch(db: Database, app: Celery, cutoff: datetime) -> int:
-    """Every integration read and tested here; one apply_async per due one."""
+    """Every integration read and tested here (the platform's due rule); one apply_async per due one."""
     sent = 0
     for doc in db["cloudIntegrations"].find(
-        {}, {"_id": 1, "tenantId": 1, "status": 1, "health.lastCheck": 1}
+        {}, {"_id": 1, "tenantId": 1, "status": 1, "health.lastCheck": 1, "mwapTasks.healthCheckedAt": 1}
     ):
         last = (doc.get("health") or {}).get("lastCheck")
-        if doc.get("status") == "active" and (last is None or last < cutoff):
-            app.send_task("baseline.health_check", args=[doc["_id"]])
+        checked = (doc.get("mwapTasks") or {}).get("healthCheckedAt")
+        if doc.get("status") == "active" and (checked is None or last is None or last < cutoff):
+            app.send_task("baseline.health_check", args=[str(doc["_id"])])
             sent += 1
     return sent
 
@@ -101,7 +111,7 @@ def measure_size(run: Run, size: int, url: str) -> tuple[dict[str, list[float]],
     try:
         db = client[name]
         ensure_indexes(db, settings)
-        seeding = seed(db, size, config.dispatch_due, config.dispatch_insert_batch)
+        seeding = seed(db, key_ring(settings), size, config.dispatch_due, config.dispatch_insert_batch)
         run.log(f"dispatch: seeded {size} integrations", seconds=f"{seeding:.1f}")
         services = Services(settings, db, dead, key_ring(settings))
         expected = round(size * config.dispatch_due)
@@ -261,7 +271,8 @@ def _report(run: Run, scenario: Scenario, per_size: dict[int, dict[str, list[flo
             "per 16 MB); documents read per job is the fairer comparison"
         )
     scenario.notes.append(
-        f"integrations inserted with insert_many in batches of {config.dispatch_insert_batch:,}; "
+        "seed 000-shaped documents (ObjectIds; three providers, one integration per provider per "
+        f"tenant) inserted with insert_many in batches of {config.dispatch_insert_batch:,}; "
         f"{config.dispatch_due:.0%} due; the ledger and both dead-letter Redis databases are emptied "
         "before each round"
     )

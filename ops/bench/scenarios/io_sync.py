@@ -9,14 +9,16 @@ running a task that makes the same number of provider calls (nothing stored).
 
 import math
 import os
-import secrets
 import statistics
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from mwap import ledger, registry
+from bson import ObjectId
+
+from mwap import ledger
 from mwap.enqueue import JobRequest
+from ops.bench import documents
 from ops.bench.config import Run
 from ops.bench.harness import DEAD_PLATFORM_DB, PLATFORM_DB, SECOND_PLATFORM_DB
 from ops.bench.mongo import Usage, per_job
@@ -28,53 +30,65 @@ from tasks import sync
 
 ACTOR = {"type": "operator", "id": "mwap-bench"}
 PROVIDER = "google-drive"
-INTEGRATIONS_PER_TENANT = 4  # under the per-tenant running-job cap, so fairness never defers
+BATCH = 1000
 POOLS = (("threads", PLATFORM_DB), ("prefork", SECOND_PLATFORM_DB))
 
 
 @dataclass(frozen=True, slots=True)
 class Seeded:
-    tenant_id: str
-    integration_id: str
+    tenant_id: ObjectId
+    integration_id: ObjectId
     account: FakeAccount
 
 
 def seed(run: Run) -> list[Seeded]:
-    """Providers pointing at the fake, tenants, and one integration per fake account."""
+    """Providers pointing at the fake; per fake account a tenant, its integration and a project
+    linked to it whose folder (``/``) holds every file, so each listed file is stored. Seed
+    000-shaped documents with ObjectIds, as ``tests/factories.py`` writes them, each collection
+    written with one ``insert_many``."""
     h, config = run.harness, run.config
     assert h.fake is not None
     db, ring = h.db, h.settings.key_ring()
-    for document in h.fake.provider_documents():
-        body = registry.ProviderCreate.model_validate({**document, "id": document["slug"]})
-        db["cloudProviders"].replace_one(
-            {"_id": document["slug"]}, registry.provider_document(ring, body), upsert=True
-        )
-    seeded: list[Seeded] = []
-    tenant_id = ""
-    for n in range(config.sync_integrations):
-        if n % INTEGRATIONS_PER_TENANT == 0:
-            tenant = registry.TenantCreate(id=f"bench-{secrets.token_hex(4)}", name="Bench tenant")
-            tenant_id = registry.create_tenant(db, tenant, actor=ACTOR)["_id"]
+    providers = {
+        document["slug"]: documents.converge_provider(db, ring, document)
+        for document in h.fake.provider_documents()
+    }
+    moment = ledger.now()
+    tenants, integrations, projects, seeded = [], [], [], []
+    for _ in range(config.sync_integrations):
         account = h.fake.create_account(
             PROVIDER, generate_files=config.sync_files, page_size=config.sync_page_size
         )
-        body = registry.IntegrationCreate.model_validate(
-            {
-                "tenantId": tenant_id,
-                "providerSlug": PROVIDER,
-                "accessToken": account.access_token,
-                "refreshToken": account.refresh_token,
-                "expiresAt": datetime.now(UTC) + timedelta(seconds=account.expires_in),
-            }
+        tenant = documents.tenant(moment=moment)
+        integration = documents.integration(
+            ring,
+            tenant["_id"],
+            providers[PROVIDER],
+            access_token=account.access_token,
+            refresh_token=account.refresh_token,
+            expires_in=timedelta(seconds=account.expires_in),
+            moment=moment,
         )
-        integration = registry.create_integration(db, ring, body, actor=ACTOR)
-        seeded.append(Seeded(tenant_id, integration["_id"], account))
+        tenants.append(tenant)
+        integrations.append(integration)
+        projects.append(
+            documents.project(
+                tenant["_id"], folder_path="/", integration_ids=[integration["_id"]], moment=moment
+            )
+        )
+        seeded.append(Seeded(tenant["_id"], integration["_id"], account))
+    for collection, docs in (
+        ("tenants", tenants),
+        ("cloudIntegrations", integrations),
+        ("projects", projects),
+    ):
+        documents.insert_batched(db, collection, docs, BATCH)
     return seeded
 
 
 def _sync_request(item: Seeded) -> JobRequest:
     return JobRequest(
-        "integration.sync_files", item.tenant_id, {"integrationId": item.integration_id}, {"full": True}
+        "integration.sync_files", item.tenant_id, {"integrationId": str(item.integration_id)}, {"full": True}
     )
 
 
@@ -111,6 +125,12 @@ def platform_round(run: Run, producer: Monitored, seeded: list[Seeded]) -> tuple
     failed = list(db["jobs"].find({"_id": {"$in": ids}, "status": "failed"}, {"error": 1}))
     if failed:
         raise RuntimeError(f"{len(failed)} sync jobs failed, e.g. {failed[0]['error']}")
+    # Every listed file lies in its linked project's folder: all of them are stored.
+    stored = db["virtualFiles"].count_documents(
+        {"integrationId": {"$in": [i.integration_id for i in seeded]}}
+    )
+    if stored != len(seeded) * run.config.sync_files:
+        raise RuntimeError(f"{stored} virtual files stored, expected {len(seeded) * run.config.sync_files}")
     return seconds, _calls(run, seeded)
 
 
@@ -290,6 +310,7 @@ def run(run: Run) -> Scenario:
     scenario.notes.append(
         f"{jobs} {PROVIDER} accounts of {config.sync_files} files, pages of {config.sync_page_size}, "
         f"{total_calls / jobs:.1f} provider calls per sync, each {latency * 1000:g} ms late; "
-        f"{INTEGRATIONS_PER_TENANT} integrations per tenant"
+        "one tenant per integration (a tenant holds one integration per provider), each linked to "
+        "a project whose folder (/) holds every file"
     )
     return scenario
