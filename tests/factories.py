@@ -7,9 +7,10 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
-from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap.crypto import KeyRing
 from mwap.ids import oid
 from mwap.ledger import now
+from ops.bench import documents
 
 ACTOR = {"type": "operator", "id": "tests"}
 
@@ -24,28 +25,9 @@ def uid(prefix: str) -> str:
 
 def tenant(db: Database, *, archived: bool = False, **settings: Any) -> dict[str, Any]:
     """A seed-shaped tenant; ``settings`` override its ``settings`` fields (camelCase)."""
-    moment = now()
-    doc = {
-        "_id": ObjectId(),
-        "name": uid("Tenant"),
-        "ownerId": uid("auth0|owner"),
-        "settings": {
-            "allowPublicProjects": False,
-            "maxProjects": 10,
-            "retentionDays": 90,
-            "features": {"cloudIntegrations": True, "advancedSecurity": False, "customBranding": False},
-            **settings,
-        },
-        "metadata": {"totalProjects": 0, "totalMembers": 0, "storageUsed": 0, "lastActivity": moment},
-        "createdAt": moment,
-        "updatedAt": moment,
-        "archived": archived,
-    }
+    doc = {**documents.tenant(**settings), "archived": archived}
     db["tenants"].insert_one(doc)
     return doc
-
-
-PROVIDER_NAMES = {"google-drive": "Google Drive", "dropbox": "Dropbox", "onedrive": "OneDrive"}
 
 
 def provider(
@@ -60,7 +42,7 @@ def provider(
         ring,
         {
             "slug": slug,
-            "name": PROVIDER_NAMES.get(slug, slug),
+            "name": documents.PROVIDER_NAMES.get(slug, slug),
             "authUrl": f"{base_url}/auth",
             "tokenUrl": f"{base_url}/token",
             "clientId": f"client-{slug}",
@@ -74,27 +56,7 @@ def provider(
 def point_provider_at(db: Database, ring: KeyRing, document: dict[str, Any]) -> dict[str, Any]:
     """Register (or re-point, keeping its ``_id``) the provider of ``document``'s slug, seed-shaped,
     its client secret (given in the clear) encrypted."""
-    existing = db["cloudProviders"].find_one({"slug": document["slug"]}, {"_id": 1, "createdAt": 1})
-    provider_id = existing["_id"] if existing else ObjectId()
-    moment = now()
-    doc = {
-        "_id": provider_id,
-        "name": document["name"],
-        "slug": document["slug"],
-        "scopes": list(document.get("scopes") or []),
-        "authUrl": document["authUrl"],
-        "tokenUrl": document["tokenUrl"],
-        "clientId": document["clientId"],
-        "clientSecret": ring.encrypt(document["clientSecret"], provider_binding(provider_id)),
-        "grantType": "authorization_code",
-        "tokenMethod": "POST",
-        "metadata": dict(document.get("metadata") or {}),
-        "createdAt": existing["createdAt"] if existing else moment,
-        "updatedAt": moment,
-        "createdBy": "auth0|admin",
-    }
-    db["cloudProviders"].replace_one({"_id": provider_id}, doc, upsert=True)
-    return doc
+    return documents.converge_provider(db, ring, document)
 
 
 def integration_for(
@@ -129,37 +91,20 @@ def integration(
     """A seed-shaped integration of ``tenant_id`` (one per provider per tenant, as the seed's unique
     index says), its tokens encrypted; linked (enabled) to ``project_ids``."""
     provider_doc = provider(db, ring, slug)
-    tenant_id = oid(tenant_id)
-    integration_id = ObjectId()
-    moment = now()
-
-    def seal(field: str, value: str) -> str:
-        return ring.encrypt(value, integration_binding(tenant_id, integration_id, field))
-
-    auth: dict[str, Any] = {
-        "accessToken": seal("authData.accessToken", access_token or "at-" + secrets.token_hex(8)),
-        "refreshToken": seal("authData.refreshToken", refresh_token or "rt-" + secrets.token_hex(8)),
-        "scope": list(provider_doc.get("scopes") or []),
-    }
-    if expires_in is not None:
-        auth["expiresAt"] = datetime.now(UTC) + expires_in
-    doc = {
-        "_id": integration_id,
-        "tenantId": tenant_id,
-        "providerId": provider_doc["_id"],
-        "status": status,
-        "authData": auth,
-        "userInfo": {"email": f"{uid('user')}@example.test", "name": "Test User", "providerId": uid("acct")},
-        "health": {"lastCheck": moment, "status": "healthy", "errorCount": 0},
-        "usage": {"totalRequests": 0, "lastRequest": moment},
-        "createdAt": moment,
-        "updatedAt": moment,
-        "createdBy": "auth0|user",
+    doc = documents.integration(
+        ring,
+        oid(tenant_id),
+        provider_doc,
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=expires_in,
+        moment=datetime.now(UTC),
+        status=status,
         **fields,
-    }
+    )
     db["cloudIntegrations"].insert_one(doc)
     for project_id in project_ids or []:
-        link(db, project_id, integration_id)
+        link(db, project_id, doc["_id"])
     return doc
 
 
@@ -173,21 +118,7 @@ def link(db: Database, project_id: Any, integration_id: Any, *, enabled: bool = 
 
 def project(db: Database, tenant_id: Any, **fields: Any) -> dict[str, Any]:
     """A seed-shaped project of ``tenant_id``; ``fields`` override (e.g. folderPath, archived)."""
-    moment = now()
-    doc = {
-        "_id": ObjectId(),
-        "name": uid("Project"),
-        "tenantId": oid(tenant_id),
-        "projectTypeId": ObjectId(),
-        "config": {},
-        "members": [{"userId": "auth0|owner", "role": "OWNER", "addedAt": moment, "addedBy": "auth0|owner"}],
-        "integrations": [],
-        "metadata": {"fileCount": 0, "totalSize": 0, "lastSync": moment},
-        "createdAt": moment,
-        "updatedAt": moment,
-        "archived": False,
-        **fields,
-    }
+    doc = documents.project(oid(tenant_id), **fields)
     db["projects"].insert_one(doc)
     return doc
 
