@@ -21,8 +21,6 @@ from ops.processes import Child
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 ENCRYPTION_KEYS = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
-# The MWAP backend's ENCRYPTION_KEY of this session: its legacy iv:authTag:ciphertext values are readable.
-LEGACY_PASSWORD = "legacy-" + secrets.token_hex(16)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +64,7 @@ def stack_env(redis_url: str, mongo_url: str, run_dir: Path) -> dict[str, str]:
         MWAP_MONGO_URL=mongo_url,
         MWAP_MONGO_DB=f"mwap_test_{secrets.token_hex(4)}",
         MWAP_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
-        MWAP_LEGACY_ENCRYPTION_KEY=LEGACY_PASSWORD,
+        MWAP_LEGACY_ENCRYPTION_KEY=factories.LEGACY_PASSWORD,
         MWAP_ADMIN_API_KEY=ADMIN_KEY,
         PYTHONUNBUFFERED="1",
         PROMETHEUS_MULTIPROC_DIR=str(reset_multiprocess_dir(run_dir / "metrics")),

@@ -13,6 +13,8 @@ from mwap.ledger import now
 from ops.bench import documents
 
 ACTOR = {"type": "operator", "id": "tests"}
+# The MWAP backend's ENCRYPTION_KEY of this session: its legacy iv:authTag:ciphertext values are readable.
+LEGACY_PASSWORD = "legacy-" + secrets.token_hex(16)
 
 # Documents here are written the way the MWAP backend writes them (seed 000's shapes, ObjectIds),
 # straight into MongoDB: no platform registration code is involved, so every test reads what the

@@ -15,7 +15,6 @@ from typing import Any
 import factories
 import pytest
 from bson import ObjectId
-from conftest import LEGACY_PASSWORD
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pymongo.database import Database
 
@@ -70,7 +69,7 @@ def seeded(db: Database, fake: FakeProviders) -> Iterator[dict[str, Any]]:
             "authUrl": served["authUrl"],
             "tokenUrl": served["tokenUrl"],
             "clientId": served["clientId"],
-            "clientSecret": node_create_cipher(served["clientSecret"], LEGACY_PASSWORD),
+            "clientSecret": node_create_cipher(served["clientSecret"], factories.LEGACY_PASSWORD),
             "grantType": "authorization_code",
             "tokenMethod": "POST",
             "metadata": {"apiBaseUrl": served["metadata"]["apiBaseUrl"]},
@@ -137,8 +136,8 @@ def seeded(db: Database, fake: FakeProviders) -> Iterator[dict[str, Any]]:
             "providerId": provider_id,
             "status": "active",
             "authData": {
-                "accessToken": node_create_cipher(account.access_token, LEGACY_PASSWORD),
-                "refreshToken": node_create_cipher(account.refresh_token, LEGACY_PASSWORD),
+                "accessToken": node_create_cipher(account.access_token, factories.LEGACY_PASSWORD),
+                "refreshToken": node_create_cipher(account.refresh_token, factories.LEGACY_PASSWORD),
                 "expiresAt": moment + timedelta(minutes=2),  # inside the look-ahead: refresh is due
                 "scope": ["account_info.read", "files.metadata.read"],
             },
