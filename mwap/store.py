@@ -27,8 +27,50 @@ TENANT_OWNED = frozenset(
     {"projects", "cloudIntegrations", "virtualFiles", "auditLogs", "usageDaily", "apiKeys", "jobs"}
 )
 GLOBAL = frozenset({"tenants", "cloudProviders", "projectTypes"})
-# Stages that read other collections would step around the tenant filter.
-_FORBIDDEN_STAGES = frozenset({"$lookup", "$unionWith", "$graphLookup", "$out"})
+# Stages that read or write other collections (or the server's state) would step around the
+# tenant filter; $facet's sub-pipelines are checked too.
+_FORBIDDEN_STAGES = frozenset(
+    {
+        "$lookup",
+        "$unionWith",
+        "$graphLookup",
+        "$out",
+        "$merge",
+        "$documents",
+        "$changeStream",
+        "$collStats",
+        "$indexStats",
+        "$currentOp",
+        "$listSessions",
+        "$listLocalSessions",
+        "$planCacheStats",
+    }
+)
+# Server-side JavaScript in a filter or expression: nothing here needs it, so nothing may use it.
+_FORBIDDEN_QUERY_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
+# Update operators a tenant-scoped write may use; each names fields, checked below.
+_UPDATE_OPERATORS = frozenset(
+    {
+        "$set",
+        "$setOnInsert",
+        "$unset",
+        "$inc",
+        "$mul",
+        "$min",
+        "$max",
+        "$currentDate",
+        "$push",
+        "$pull",
+        "$pullAll",
+        "$addToSet",
+        "$pop",
+        "$bit",
+        "$rename",
+    }
+)
+# Pipeline-update stages that only add or remove named fields (never replace the document).
+_PIPELINE_UPDATE_STAGES = frozenset({"$set", "$addFields", "$unset"})
+_MAX_DEPTH = 64
 
 
 class TenantBoundaryError(ValueError):
@@ -61,19 +103,18 @@ class TenantCollection:
     def scoped(self, query: Mapping[str, Any] | None) -> dict[str, Any]:
         """``query`` with this tenant's id added; a different tenant id in it is an error."""
         scoped = dict(query or {})
+        if _has_key(scoped, _FORBIDDEN_QUERY_OPERATORS):
+            raise TenantBoundaryError(f"query on {self.name} uses server-side JavaScript")
         if TENANT_FIELD in scoped and not _same(scoped[TENANT_FIELD], self.tenant_id):
             raise TenantBoundaryError(f"query on {self.name} names another tenant")
         scoped[TENANT_FIELD] = self.tenant_id
         return scoped
 
     def _check_update(self, update: Mapping[str, Any] | list) -> None:
-        stages = update if isinstance(update, list) else [update]
-        for stage in stages:
-            for operator, fields in stage.items():
-                if isinstance(fields, Mapping) and TENANT_FIELD in fields:
-                    if operator == "$setOnInsert" and _same(fields[TENANT_FIELD], self.tenant_id):
-                        continue
-                    raise TenantBoundaryError(f"an update on {self.name} may not change {TENANT_FIELD}")
+        """Refuse any update that could change, drop or move ``tenantId`` (see ``check_update``)."""
+        problem = check_update(update, self.tenant_id)
+        if problem:
+            raise TenantBoundaryError(f"an update on {self.name} {problem}")
 
     def _stamp(self, document: Mapping[str, Any]) -> dict[str, Any]:
         stamped = dict(document)
@@ -93,11 +134,9 @@ class TenantCollection:
         return self.collection.count_documents(self.scoped(query), **kwargs)
 
     def aggregate(self, pipeline: list[dict[str, Any]], **kwargs: Any) -> Any:
-        for stage in pipeline:
-            if _FORBIDDEN_STAGES & stage.keys():
-                raise TenantBoundaryError(
-                    f"{sorted(_FORBIDDEN_STAGES & stage.keys())} cannot be tenant-scoped"
-                )
+        problem = check_pipeline(pipeline)
+        if problem:
+            raise TenantBoundaryError(f"aggregation on {self.name}: {problem}")
         return self.collection.aggregate([{"$match": {TENANT_FIELD: self.tenant_id}}, *pipeline], **kwargs)
 
     # Writes
@@ -136,6 +175,88 @@ class TenantCollection:
         if not requests:
             return None
         return self.collection.bulk_write(requests, ordered=ordered)
+
+
+def _is_tenant_path(path: object) -> bool:
+    return isinstance(path, str) and (path == TENANT_FIELD or path.startswith(TENANT_FIELD + "."))
+
+
+def _has_key(value: object, names: frozenset[str], depth: int = 0) -> bool:
+    """True if any mapping key in ``value`` (searched recursively, bounded) is one of ``names``."""
+    if depth > _MAX_DEPTH:
+        return True  # deeper than any query the platform writes: refuse rather than walk it
+    if isinstance(value, Mapping):
+        return any(k in names or _has_key(v, names, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_key(v, names, depth + 1) for v in value)
+    return False
+
+
+def check_pipeline(pipeline: list[dict[str, Any]], depth: int = 0) -> str | None:
+    """Why an aggregation pipeline cannot be tenant-scoped, or None if it can."""
+    if not isinstance(pipeline, list) or depth > 4:
+        return "pipeline must be a list (nesting bounded)"
+    for stage in pipeline:
+        if not isinstance(stage, Mapping) or len(stage) != 1:
+            return "each stage must be one operator"
+        ((name, body),) = stage.items()
+        if name in _FORBIDDEN_STAGES:
+            return f"{name} reads or writes outside the tenant's documents"
+        if _has_key(body, _FORBIDDEN_QUERY_OPERATORS):
+            return "server-side JavaScript is not allowed"
+        if name == "$facet":
+            for sub in (body or {}).values():
+                problem = check_pipeline(sub, depth + 1)
+                if problem:
+                    return problem
+    return None
+
+
+def check_update(update: Mapping[str, Any] | list, tenant_id: ObjectId) -> str | None:
+    """Why ``update`` could change, drop or move the tenant field, or None if it cannot.
+
+    Operator updates may use only the known field operators, none naming ``tenantId`` (or a path
+    under it) as a field or as a ``$rename`` target; ``$setOnInsert`` may set it to this tenant.
+    Pipeline updates may only ``$set``/``$addFields``/``$unset`` fields other than ``tenantId``:
+    a ``$replaceWith``, ``$replaceRoot`` or ``$project`` would drop it.
+    """
+    if isinstance(update, list):
+        return _check_pipeline_update(update)
+    if not isinstance(update, Mapping) or not update:
+        return "must be an update document"
+    for operator, fields in update.items():
+        if operator not in _UPDATE_OPERATORS or not isinstance(fields, Mapping):
+            return f"may not use {operator!s:.40} this way"
+        problem = _check_fields(operator, fields, tenant_id)
+        if problem:
+            return problem
+    return None
+
+
+def _check_fields(operator: str, fields: Mapping[str, Any], tenant_id: ObjectId) -> str | None:
+    for path, value in fields.items():
+        if _is_tenant_path(path):
+            if operator == "$setOnInsert" and path == TENANT_FIELD and _same(value, tenant_id):
+                continue
+            return f"may not change {TENANT_FIELD}"
+        if operator == "$rename" and _is_tenant_path(value):
+            return f"may not rename a field onto {TENANT_FIELD}"
+    return None
+
+
+def _check_pipeline_update(stages: list) -> str | None:
+    for stage in stages:
+        if not isinstance(stage, Mapping) or len(stage) != 1:
+            return "has a malformed pipeline stage"
+        ((name, body),) = stage.items()
+        if name not in _PIPELINE_UPDATE_STAGES:
+            return f"may not use pipeline stage {name!s:.40} (it could replace the document)"
+        if _has_key(body, _FORBIDDEN_QUERY_OPERATORS):
+            return "may not use server-side JavaScript"
+        names = [body] if isinstance(body, str) else list(body) if isinstance(body, list | Mapping) else []
+        if any(_is_tenant_path(n) for n in names):
+            return f"may not change {TENANT_FIELD}"
+    return None
 
 
 class TenantScope:
