@@ -51,7 +51,9 @@ def _finish_request(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("request_started")
     if started is not None:
-        # The URL rule ("/v1/jobs/<job_id>"), never the raw path: one series per route.
+        # The URL rule ("/v1/jobs/<job_id>"), never the raw path: one series per route. The method
+        # is whatever token the client sent (counted before authentication): metrics folds it,
+        # and the status, into closed sets so no client can mint series.
         route = request.url_rule.rule if request.url_rule is not None else _UNMATCHED_ROUTE
         metrics.http_request(route, request.method, response.status_code, time.perf_counter() - started)
     return response

@@ -17,10 +17,10 @@ from pydantic import (
     RootModel,
     StringConstraints,
     create_model,
-    field_validator,
 )
 
 from mwap import jobtypes, registry
+from mwap.bson_dates import BsonDate, BsonQueryDatetime
 from mwap.ids import HEX_PATTERN, IdStr
 from mwap.jobtypes import JobType, Scope
 from mwap.ledger import Status
@@ -147,8 +147,12 @@ class JobListQuery(Query):
         default=None, description="An integration, project or tenant id the job is about."
     )
     tenant_id: Id | None = Field(default=None, alias="tenantId")
-    created_from: datetime | None = Field(default=None, alias="createdFrom", description="Inclusive.")
-    created_to: datetime | None = Field(default=None, alias="createdTo", description="Exclusive.")
+    created_from: BsonQueryDatetime | None = Field(
+        default=None, alias="createdFrom", description="Inclusive; without an offset, UTC."
+    )
+    created_to: BsonQueryDatetime | None = Field(
+        default=None, alias="createdTo", description="Exclusive; without an offset, UTC."
+    )
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, min_length=1, max_length=1000)
 
@@ -165,16 +169,8 @@ class ProviderCreate(registry.ProviderCreate):
 
 
 class IntegrationCreate(registry.IntegrationCreate):
-    """An integration as the backend writes it (one per provider and tenant)."""
-
-    @field_validator("auth_data")
-    @classmethod
-    def _to_milliseconds(cls, value: registry.AuthDataIn) -> registry.AuthDataIn:
-        # What MongoDB keeps: the answer to this request then equals every later read.
-        if value.expires_at is not None:
-            moment = value.expires_at
-            value.expires_at = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-        return value
+    """An integration as the backend writes it (one per provider and tenant); ``expiresAt`` is
+    kept as MongoDB keeps it (UTC milliseconds), so this answer equals every later read."""
 
 
 class TenantOut(Out):
@@ -299,10 +295,10 @@ class FileListQuery(Query):
 
 
 class UsageQuery(Query):
-    start: date | None = Field(
+    start: BsonDate | None = Field(
         default=None, alias="from", description="First day (UTC); default: `to` - 29 days."
     )
-    end: date | None = Field(
+    end: BsonDate | None = Field(
         default=None, alias="to", description="Last day (UTC), inclusive; default: today."
     )
 

@@ -5,11 +5,13 @@ other to do so.
 """
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mwap.bson_dates import BsonDate
 
 
 class Queue(StrEnum):
@@ -52,18 +54,23 @@ class SyncParams(Params):
     full: bool = False  # relist everything instead of following the saved cursor
 
 
+MAX_AGGREGATE_DAYS = 366
+
+
 class AggregateParams(Params):
     """Days to roll up (UTC dates); default: yesterday and today."""
 
-    start: date | None = Field(default=None, alias="from")
-    end: date | None = Field(default=None, alias="to")
+    start: BsonDate | None = Field(default=None, alias="from")
+    end: BsonDate | None = Field(default=None, alias="to")
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        if self.start and self.end and self.start > self.end:
-            raise ValueError("from must not be after to")
-        if self.start and self.end and (self.end - self.start).days > 366:
-            raise ValueError("at most 366 days per job")
+        # The window the job will roll up: "to" defaults to today, so "from" alone is bounded too.
+        end = self.end or datetime.now(UTC).date()
+        if self.start and self.start > end:
+            raise ValueError("from must not be after to (or today)")
+        if self.start and (end - self.start).days > MAX_AGGREGATE_DAYS:
+            raise ValueError(f"at most {MAX_AGGREGATE_DAYS} days per job")
         return self
 
 

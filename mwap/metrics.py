@@ -8,14 +8,20 @@ processes start (``reset_multiprocess_dir``; ``ops/run`` does both). A process w
 variable (a test runner hosting the API in-process, a one-off script) keeps its values in memory;
 ``render`` then serves those merged with whatever the directory holds.
 
-Labels never carry tenant or integration ids: their cardinality is unbounded. Outcomes are
-folded into a fixed set so a typo or an exception message cannot create new series.
+Labels never carry tenant or integration ids: their cardinality is unbounded. Every label takes
+its value from a closed set, folded here rather than trusted from callers, so that nothing a
+client sends (an HTTP method is any token gunicorn accepts, before authentication), no typo and
+no exception message can create new series: routes are URL rules or ``<unmatched>`` (the caller
+never passes a raw path), methods outside ``HTTP_METHODS`` are ``other``, statuses are known HTTP
+codes or a class such as ``5xx``, job types are the registered ones or ``other``, providers the
+known slugs or ``other``, outcomes one of their fixed set or ``error``.
 """
 
 import json
 import os
 import time
 from collections.abc import Iterable, Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 import redis
@@ -28,6 +34,7 @@ from prometheus_client.registry import Collector
 
 from mwap import jobtypes
 from mwap.connections import redis_client
+from mwap.models import ProviderSlug
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Celery message headers stamped at publish time (worker/signals.py) and read back here.
@@ -107,42 +114,87 @@ SCHEDULER_LEADER = Gauge(
 )
 
 
+# --- closed label sets ---------------------------------------------------------------------------
+OTHER = "other"
+# The methods any route of this API answers (RFC 9110's, minus CONNECT and TRACE); anything else
+# a client sends is counted as "other".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+HTTP_STATUSES = frozenset(str(status.value) for status in HTTPStatus)
+# Every task a worker runs: the job types, their dispatchers and the reconciler.
+TASK_NAMES = frozenset(
+    {*jobtypes.JOB_TYPES, *(f"dispatch.{name}" for name in jobtypes.JOB_TYPES), "system.reconcile"}
+)
+JOB_OUTCOMES = frozenset({"succeeded", "failed", "retried", "skipped"})
+PROVIDERS = frozenset(slug.value for slug in ProviderSlug)
+
+
 def _fold(outcome: str, allowed: frozenset[str]) -> str:
     return outcome if outcome in allowed else "error"
+
+
+def _closed(value: object, allowed: frozenset[str]) -> str:
+    return value if isinstance(value, str) and value in allowed else OTHER
+
+
+def http_method_label(method: str) -> str:
+    """``method`` if it is one of ``HTTP_METHODS``, else ``other``."""
+    return _closed(method, HTTP_METHODS)
+
+
+def http_status_label(status: int) -> str:
+    """A known HTTP status code as is; anything else as its class (``5xx``), or ``other``."""
+    code = str(status)
+    if code in HTTP_STATUSES:
+        return code
+    return f"{code[0]}xx" if len(code) == 3 and code[0] in "12345" else OTHER
+
+
+def task_label(name: str) -> str:
+    """A registered job type, dispatcher or the reconciler; ``other`` for any other task name."""
+    return _closed(name, TASK_NAMES)
+
+
+def provider_label(slug: str) -> str:
+    """A known provider slug; ``other`` for a provider document with any other slug."""
+    return _closed(slug, PROVIDERS)
 
 
 # --- the call API for jobs, providers and the scheduler -----------------------------------------
 def provider_call(provider: str, outcome: str) -> None:
     """Count one provider API call; ``outcome`` is one of ``PROVIDER_OUTCOMES`` (else "error")."""
-    PROVIDER_CALLS.labels(provider, _fold(outcome, PROVIDER_OUTCOMES)).inc()
+    PROVIDER_CALLS.labels(provider_label(provider), _fold(outcome, PROVIDER_OUTCOMES)).inc()
 
 
 def token_refresh(provider: str, outcome: str) -> None:
     """Count one OAuth refresh; ``outcome`` is one of ``TOKEN_REFRESH_OUTCOMES`` (else "error")."""
-    TOKEN_REFRESHES.labels(provider, _fold(outcome, TOKEN_REFRESH_OUTCOMES)).inc()
+    TOKEN_REFRESHES.labels(provider_label(provider), _fold(outcome, TOKEN_REFRESH_OUTCOMES)).inc()
 
 
 def breaker(provider: str, *, is_open: bool) -> None:
     """Record a provider's circuit breaker opening or closing."""
-    PROVIDER_BREAKER_OPEN.labels(provider).set(1 if is_open else 0)
+    PROVIDER_BREAKER_OPEN.labels(provider_label(provider)).set(1 if is_open else 0)
 
 
 def scheduler_dispatch(job_type: str, due: int) -> None:
     """Record one dispatcher run that enqueued ``due`` items."""
-    SCHEDULER_DISPATCHES.labels(job_type).inc()
-    SCHEDULER_DUE_ITEMS.labels(job_type).inc(due)
-    SCHEDULER_LAST_DISPATCH.labels(job_type).set(time.time())
+    label = task_label(job_type)
+    SCHEDULER_DISPATCHES.labels(label).inc()
+    SCHEDULER_DUE_ITEMS.labels(label).inc(due)
+    SCHEDULER_LAST_DISPATCH.labels(label).set(time.time())
 
 
 def scheduler_leader(identity: str, *, is_leader: bool) -> None:
-    """Record whether the beat instance ``identity`` (host:pid) currently leads."""
+    """Record whether the beat instance ``identity`` (host:pid) currently leads.
+
+    Not client-supplied: one series per beat process, dropped when it exits (``process_exited``)."""
     SCHEDULER_LEADER.labels(identity).set(1 if is_leader else 0)
 
 
 def job_started(job_type: str, queue_wait: float | None) -> None:
-    JOBS_STARTED.labels(job_type).inc()
+    label = task_label(job_type)
+    JOBS_STARTED.labels(label).inc()
     if queue_wait is not None:
-        JOB_QUEUE_WAIT.labels(job_type).observe(max(queue_wait, 0.0))
+        JOB_QUEUE_WAIT.labels(label).observe(max(queue_wait, 0.0))
 
 
 _OUTCOME_COUNTERS = {
@@ -155,16 +207,21 @@ _OUTCOME_COUNTERS = {
 
 def job_outcome(job_type: str, outcome: str) -> None:
     """Count a job attempt's outcome: succeeded, failed, retried or skipped."""
-    _OUTCOME_COUNTERS[outcome].labels(job_type).inc()
+    _OUTCOME_COUNTERS[outcome].labels(task_label(job_type)).inc()
 
 
 def job_finished(job_type: str, outcome: str, seconds: float) -> None:
-    JOB_DURATION.labels(job_type, outcome).observe(seconds)
+    """Time one attempt; an outcome outside ``JOB_OUTCOMES`` (a Celery state such as REVOKED) is
+    ``other``."""
+    JOB_DURATION.labels(task_label(job_type), _closed(outcome, JOB_OUTCOMES)).observe(seconds)
 
 
 def http_request(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    """Count one answered request. ``route`` is the matched URL rule or ``<unmatched>`` (never the
+    raw path); the method and status are folded into their closed sets."""
+    method_label = http_method_label(method)
+    HTTP_REQUESTS.labels(route, method_label, http_status_label(status)).inc()
+    HTTP_DURATION.labels(route, method_label).observe(seconds)
 
 
 # --- multiprocess plumbing ---------------------------------------------------------------------
