@@ -103,9 +103,17 @@ def create_integration(call: Call) -> Reply:
     if not principal.can_see(body.tenant_id):
         raise Problem(404, "No such tenant", errors=[{"pointer": "/tenantId", "detail": "no such tenant"}])
     try:
-        doc = registry.create_integration(context.db(), context.key_ring(), body, actor=principal.actor)
+        doc = registry.create_integration(
+            context.db(),
+            context.key_ring(),
+            body,
+            actor=principal.actor,
+            max_integrations=context.option("max_integrations_per_tenant"),
+        )
     except registry.NotFoundError as error:
         raise Problem(404, "Not found", detail=str(error)) from None
+    except registry.PolicyError as error:
+        raise Problem(403, "Refused by tenant policy", slug="tenant-policy", detail=str(error)) from None
     except registry.ConflictError as error:
         raise Problem(409, "Integration exists", slug="conflict", detail=str(error)) from None
     location = url_for("get_integration", integrationId=str(doc["_id"]))

@@ -119,7 +119,7 @@ ENDPOINTS: list[Endpoint] = [
         "integrations",
         {201: Out(IntegrationOut, "Registered.", headers=("Location",))},
         body=IntegrationCreate,
-        errors=(404,),
+        errors=(403, 404, 409),  # tenant policy; unknown tenant/provider/project; exists or over the cap
     ),
     Endpoint(
         "GET",

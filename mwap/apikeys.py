@@ -71,9 +71,14 @@ def revoke(db: Database, key_id: str, *, actor: dict[str, str]) -> dict[str, Any
 
 
 def find_live(db: Database, key: str) -> dict[str, Any] | None:
-    """The live key's document, or None: unknown, revoked, or its tenant is gone or archived."""
+    """The live key's document, or None: unknown, revoked, without a tenant, or its tenant is gone
+    or archived.
+
+    A key always belongs to one tenant: a document whose ``tenantId`` is null, missing or not an
+    ObjectId authenticates nobody (it never stands for the admin, whose key lives in settings).
+    """
     doc = db["apiKeys"].find_one({"keyHash": hash_key(key), "revokedAt": None}, {"tenantId": 1})
-    if doc is None:
+    if doc is None or not isinstance(doc.get("tenantId"), ObjectId):
         return None
     tenant = db["tenants"].find_one({"_id": doc["tenantId"]}, {"archived": 1})
     if tenant is None or tenant.get("archived") is True:

@@ -32,14 +32,17 @@ class JobRequest:
 
     @property
     def lease_key(self) -> str | None:
+        """The job's lease: its tenant, type and subject (the tenant first, so equal subject ids of
+        two tenants never share one)."""
         scope = JOB_TYPES[self.type].scope
+        tenant = str(self.tenant_id) if self.tenant_id is not None else None
         if scope is Scope.INTEGRATION:
-            return leases.key(self.type, self.subject["integrationId"])
+            return leases.key(self.type, self.subject["integrationId"], tenant)
         if scope is Scope.PROJECT:
             # One sync of an integration at a time, whether asked for the integration or a project.
-            return leases.key("integration.sync_files", self.subject["integrationId"])
+            return leases.key("integration.sync_files", self.subject["integrationId"], tenant)
         if scope is Scope.TENANT:
-            return leases.key(self.type, self.subject["tenantId"])
+            return leases.key(self.type, self.subject["tenantId"], tenant)
         return None
 
 

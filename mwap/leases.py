@@ -26,8 +26,10 @@ return 0
 """
 
 
-def key(kind: str, subject: str) -> str:
-    return f"{PREFIX}{kind}:{subject}"
+def key(kind: str, subject: str, tenant_id: object | None = None) -> str:
+    """``mwap:lease:<tenant>:<kind>:<subject>``: the tenant is part of every lease, so a subject id
+    that shows up again under another tenant can never find (or be handed) that tenant's job."""
+    return f"{PREFIX}{tenant_id if tenant_id is not None else '-'}:{kind}:{subject}"
 
 
 def acquire(redis: Redis, lease_key: str, owner: str, ttl: int) -> bool:

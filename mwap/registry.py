@@ -8,7 +8,6 @@ from typing import Annotated, Any, Self
 
 from bson import ObjectId
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +20,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from mwap import audit
+from mwap.bson_dates import BsonDatetime
 from mwap.crypto import KeyRing, integration_binding, provider_binding
 from mwap.ids import HEX_PATTERN, oid
 from mwap.ledger import now
@@ -47,6 +47,14 @@ class NotFoundError(Exception):
     """A referenced document does not exist (or belongs to another tenant)."""
 
 
+class PolicyError(ConflictError):
+    """The tenant's policy refuses the write (a feature turned off, a cap reached)."""
+
+
+# MWAP_MAX_INTEGRATIONS_PER_TENANT's default, for callers that pass no setting.
+DEFAULT_MAX_INTEGRATIONS_PER_TENANT = 20
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -57,7 +65,7 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 class SubscriptionIn(Input):
     plan: SubscriptionPlan
     status: SubscriptionStatus
-    expires_at: AwareDatetime = Field(alias="expiresAt")
+    expires_at: BsonDatetime = Field(alias="expiresAt")
     features: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
         default_factory=list, max_length=50
     )
@@ -71,8 +79,8 @@ class TenantFeaturesIn(Input):
 
 class TenantSettingsIn(Input):
     allow_public_projects: bool = Field(default=False, alias="allowPublicProjects")
-    max_projects: int = Field(default=10, ge=1, le=100, alias="maxProjects")
-    retention_days: int = Field(default=90, ge=1, le=36500, alias="retentionDays")
+    max_projects: int = Field(default=10, ge=1, le=100, strict=True, alias="maxProjects")
+    retention_days: int = Field(default=90, ge=1, le=36500, strict=True, alias="retentionDays")
     features: TenantFeaturesIn = Field(default_factory=TenantFeaturesIn)
 
 
@@ -105,7 +113,7 @@ class ProviderCreate(Input):
 class AuthDataIn(Input):
     access_token: SecretStr = Field(alias="accessToken", min_length=1, max_length=8000)
     refresh_token: SecretStr | None = Field(default=None, alias="refreshToken", max_length=8000)
-    expires_at: AwareDatetime | None = Field(default=None, alias="expiresAt")
+    expires_at: BsonDatetime | None = Field(default=None, alias="expiresAt")
     scope: list[Annotated[str, StringConstraints(max_length=500)]] = Field(
         default_factory=list, max_length=50
     )
@@ -274,13 +282,32 @@ def integration_document(
 
 
 def create_integration(
-    db: Database, ring: KeyRing, body: IntegrationCreate, *, actor: dict[str, str]
+    db: Database,
+    ring: KeyRing,
+    body: IntegrationCreate,
+    *,
+    actor: dict[str, str],
+    max_integrations: int = DEFAULT_MAX_INTEGRATIONS_PER_TENANT,
 ) -> dict[str, Any]:
+    """Register an integration for a live tenant whose policy allows it: cloud integrations not
+    turned off (seed ``settings.features.cloudIntegrations``) and fewer than ``max_integrations``
+    integrations already (PolicyError otherwise). Messages name only the caller's own tenant."""
     store = Store(db)
     tenant_id = oid(body.tenant_id)
-    tenant = db["tenants"].find_one({"_id": tenant_id}, {"archived": 1})
+    tenant = db["tenants"].find_one(
+        {"_id": tenant_id}, {"archived": 1, "settings.features.cloudIntegrations": 1}
+    )
     if tenant is None or tenant.get("archived") is True:
         raise NotFoundError(f"tenant {tenant_id} not found")
+    if ((tenant.get("settings") or {}).get("features") or {}).get("cloudIntegrations") is False:
+        raise PolicyError(
+            f"tenant {tenant_id} has cloud integrations turned off (settings.features.cloudIntegrations)"
+        )
+    if (
+        store.tenant(tenant_id)["cloudIntegrations"].count_documents({}, limit=max_integrations)
+        >= max_integrations
+    ):
+        raise PolicyError(f"tenant {tenant_id} has {max_integrations} integrations, the most allowed")
     providers = store.global_collection("cloudProviders")
     provider = (
         providers.find_one({"_id": oid(body.provider_id)})

@@ -30,6 +30,7 @@ from tasks.integrations import (
     tokens_of,
 )
 from tasks.providers import (
+    OutboundPolicy,
     ProviderError,
     RateLimited,
     ReauthRequired,
@@ -74,7 +75,8 @@ def refresh_single_flight(
     stored access token differs from them, another worker refreshed and those tokens are returned.
     """
     lock = services.redis.lock(
-        f"mwap:lock:oauth-refresh:{integration_id}",
+        # The tenant is part of the lock: one tenant's refresh never waits on (or frees) another's.
+        f"mwap:lock:oauth-refresh:{tenant_id}:{integration_id}",
         timeout=LOCK_TTL,
         blocking_timeout=services.settings.refresh_wait,
     )
@@ -108,7 +110,7 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
         raise Skip(f"provider {doc['providerId']} is not registered")
     settings = services.settings
     client = client_for(
-        provider_config(services.ring, provider),
+        provider_config(services.ring, provider, OutboundPolicy.from_settings(settings)),
         current,
         timeout=(settings.provider_connect_timeout, settings.provider_read_timeout),
         retry=RetryPolicy(max_inline_wait=settings.provider_max_inline_wait),
