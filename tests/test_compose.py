@@ -22,8 +22,8 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def command_of(service: dict) -> str:
-    command = service["command"]
+def command_of(service: dict, field: str = "command") -> str:
+    command = service[field]
     return " ".join(command) if isinstance(command, list) else command
 
 
@@ -33,10 +33,10 @@ def test_services_and_healthchecks(compose: dict) -> None:
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
     assert services["mongo"]["image"] == "mongo:7"
-    assert "--replSet" in services["mongo"]["command"]
+    assert "--replSet rs0" in command_of(services["mongo"], "entrypoint")
     assert "rs.initiate" in " ".join(services["mongo"]["healthcheck"]["test"])
     assert services["redis"]["image"] == "redis:7"
-    assert "--appendonly" in services["redis"]["command"]
+    assert "--appendonly yes" in command_of(services["redis"])
 
 
 def test_platform_services_share_one_image_and_the_settings(compose: dict) -> None:
@@ -68,10 +68,78 @@ def test_commands_name_the_real_entry_points(compose: dict) -> None:
     assert (ROOT / "Dockerfile").exists()
 
 
+# --- deployment defaults (issue 14): nothing open to the network, everything authenticated ------
+
+
+def _published(entry: str | dict) -> tuple[str, str]:
+    """(host address, container port) of a `ports` entry, short or long syntax."""
+    if isinstance(entry, dict):
+        return entry.get("host_ip", "0.0.0.0"), str(entry["target"])
+    parts = str(entry).rsplit(":", 2)
+    return (parts[0] if len(parts) == 3 else "0.0.0.0"), parts[-1]
+
+
+def test_no_port_is_published_on_all_interfaces(compose: dict) -> None:
+    published = {
+        name: [_published(entry) for entry in service.get("ports", [])]
+        for name, service in compose["services"].items()
+    }
+    # Redis and MongoDB live on the compose network only; the API (with /metrics) and Flower on
+    # the host's loopback.
+    assert published["redis"] == []
+    assert published["mongo"] == []
+    assert published["api"] == [("127.0.0.1", "8000")]
+    assert published["flower"] == [("127.0.0.1", "5555")]
+    for name, service in compose["services"].items():
+        assert "network_mode" not in service, f"{name} shares the host's network"
+
+
+def test_redis_needs_a_password_and_never_evicts(compose: dict) -> None:
+    redis = compose["services"]["redis"]
+    command = command_of(redis)
+    # "$$": compose leaves one "$" for the container's shell, which reads the environment below.
+    assert '--requirepass "$$REDISCLI_AUTH"' in command
+    assert "--maxmemory-policy noeviction" in command  # a full broker refuses writes, keeps queues
+    assert '--maxmemory "$$REDIS_MAXMEMORY"' in command
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${MWAP_REDIS_PASSWORD:?")
+    assert redis["environment"]["REDIS_MAXMEMORY"] == "${MWAP_REDIS_MAXMEMORY:-1gb}"
+    url = compose["x-platform"]["environment"]["MWAP_REDIS_URL"]
+    assert url.startswith("redis://:${MWAP_REDIS_PASSWORD:?")
+    assert url.endswith("@redis:6379/0")
+
+
+def test_mongodb_needs_authentication(compose: dict) -> None:
+    mongo = compose["services"]["mongo"]
+    entrypoint = command_of(mongo, "entrypoint")
+    assert "exec docker-entrypoint.sh mongod" in entrypoint
+    assert "--auth" in entrypoint
+    assert '--keyFile "$$key"' in entrypoint
+    assert mongo["environment"]["MONGO_INITDB_ROOT_USERNAME"] == "root"
+    assert mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"].startswith("${MWAP_MONGO_ROOT_PASSWORD:?")
+    # The platform's own user may read and write its database, nothing else.
+    health = " ".join(mongo["healthcheck"]["test"])
+    database = compose["x-platform"]["environment"]["MWAP_MONGO_DB"]
+    assert f"roles: [{{role: 'readWrite', db: '{database}'}}]" in health
+    assert "-u root" in health
+    assert "process.env.MWAP_MONGO_PASSWORD" in health
+    url = compose["x-platform"]["environment"]["MWAP_MONGO_URL"]
+    assert url.startswith("mongodb://mwap:${MWAP_MONGO_PASSWORD:?")
+    assert url.endswith(f"@mongo:27017/{database}?replicaSet=rs0&authSource=admin")
+
+
+def test_flower_checks_its_password_strength_at_start(compose: dict) -> None:
+    env = compose["services"]["flower"]["environment"]
+    assert env["FLOWER_BASIC_AUTH"].startswith("${MWAP_FLOWER_BASIC_AUTH:?")
+    # The same value as a setting: mwap/settings.py refuses a weak one before Flower serves.
+    assert env["MWAP_FLOWER_BASIC_AUTH"] == "${MWAP_FLOWER_BASIC_AUTH}"
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
 def test_docker_compose_config_accepts_it() -> None:
     env = {"PATH": "/usr/bin:/bin", "MWAP_ENCRYPTION_KEYS": "k1:x", "MWAP_ADMIN_API_KEY": "k" * 20}
-    env["MWAP_FLOWER_BASIC_AUTH"] = "op:pw"
+    env["MWAP_FLOWER_BASIC_AUTH"] = "operator:Zx8-qP2_vLm9wR4tYk7s"
+    env |= {"MWAP_REDIS_PASSWORD": "r" * 24, "MWAP_MONGO_PASSWORD": "m" * 24}
+    env["MWAP_MONGO_ROOT_PASSWORD"] = "t" * 24
     result = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE), "config", "-q"],
         env=env,

@@ -5,6 +5,7 @@ import functools
 import logging
 import os
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Any
 
 import pymongo.errors
 from celery import Task
-from celery.exceptions import WorkerLostError
+from celery.exceptions import Reject, WorkerLostError
 from celery.worker.request import Request
 from pymongo.database import Database
 from redis import Redis
@@ -21,6 +22,7 @@ from redis import exceptions as redis_exceptions
 from mwap import jobtypes, leases, ledger, logs
 from mwap.connections import mongo_db, redis_client
 from mwap.crypto import KeyRing
+from mwap.ids import is_oid, oid
 from mwap.settings import Settings
 from worker.app import publisher
 
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # A job that keeps killing its worker is redelivered this many times, then dead-lettered.
 MAX_UNFINISHED_DELIVERIES = 3
+# Job ids are 24-hex ObjectIds; a longer argument is no job id (and never reaches a query).
+MAX_JOB_ID_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,31 @@ class JobRequest(Request):
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 
+# A tenant's own cap on running jobs (``settings.maxConcurrentJobs``, a platform addition to the
+# seed's tenant document), read at most once per TENANT_POLICY_TTL seconds per worker process.
+TENANT_POLICY_TTL = 30.0
+MAX_TENANT_CONCURRENCY = 1000
+_concurrency_cache: dict[str, tuple[float, int | None]] = {}
+
+
+def _tenant_concurrency(db: Database, tenant_id: Any) -> int | None:
+    """The tenant's ``settings.maxConcurrentJobs`` if it is an integer in 1..1000, else None."""
+    key = str(tenant_id)
+    moment = time.monotonic()
+    cached = _concurrency_cache.get(key)
+    if cached is not None and cached[0] > moment:
+        return cached[1]
+    if not is_oid(tenant_id):
+        return None
+    tenant = db["tenants"].find_one({"_id": oid(tenant_id)}, {"settings.maxConcurrentJobs": 1}) or {}
+    value = (tenant.get("settings") or {}).get("maxConcurrentJobs")
+    valid = type(value) is int and 1 <= value <= MAX_TENANT_CONCURRENCY
+    if len(_concurrency_cache) > 10_000:  # bounded: when full, stale and fresh entries go wholesale
+        _concurrency_cache.clear()
+    _concurrency_cache[key] = (moment + TENANT_POLICY_TTL, value if valid else None)
+    return value if valid else None
+
+
 class JobTask(Task):
     """Runs ``run(job: Job)`` for a message whose only argument is the job id.
 
@@ -188,17 +217,19 @@ class JobTask(Task):
         return draft["_id"]
 
     def _take_tenant_slot(self, doc: dict[str, Any]) -> bool:
-        """Fairness: at most ``tenant_max_running_jobs`` running jobs per tenant across workers."""
+        """Fairness: at most ``tenant_max_running_jobs`` running jobs per tenant across workers, or
+        the tenant's own ``settings.maxConcurrentJobs`` when its document has a valid one."""
         tenant_id = doc.get("tenantId")
         if tenant_id is None:
             return True
         settings = self.app.mwap_settings
+        limit = _tenant_concurrency(self.db(), tenant_id) or settings.tenant_max_running_jobs
         self.request.mwap_slot = leases.slot_key("tenant-running", tenant_id)
         return leases.acquire_slot(
             redis_client(settings),
             self.request.mwap_slot,
             doc["_id"],
-            limit=settings.tenant_max_running_jobs,
+            limit=limit,
             ttl=settings.task_time_limit + 60,
         )
 
@@ -207,9 +238,14 @@ class JobTask(Task):
         if slot:
             leases.release_slot(redis_client(self.app.mwap_settings), slot, job_id)
 
-    def __call__(self, job_id: str) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         request.mwap_skip = True
+        if kwargs or len(args) != 1:
+            # A forged message of another shape: never let it reach a ledger job (see on_failure).
+            logger.error("refused a %s delivery: it must carry exactly one job id", self.name)
+            raise Reject("the message must carry exactly one job id", requeue=False)
+        (job_id,) = args
         try:
             return self._execute(job_id)
         except INFRA_ERRORS as error:
@@ -219,7 +255,31 @@ class JobTask(Task):
             logger.warning("job %s: infrastructure unavailable (%s); retrying", job_id, type(error).__name__)
             raise self.retry(exc=error, countdown=self.backoff(error), max_retries=None) from None
 
+    def _refuse_foreign(self, job_id: Any) -> None:
+        """Reject a delivery that does not name a ledger job of this task's type.
+
+        The broker does not say who sent a message: anyone who can publish to it (a Flower user,
+        a host with the Redis password) could send ``integration.sync_files`` carrying the id of
+        another job, or an operator expression instead of an id. Such a delivery is rejected
+        (dropped, not requeued) before anything runs or is locked, and the ledger job is left as it
+        is: the job's own message still runs it, and a forged one cannot fail someone's job.
+        A job id the ledger does not hold goes on (``ledger.start`` finds nothing to do).
+        """
+        if not isinstance(job_id, str) or len(job_id) > MAX_JOB_ID_CHARS:
+            logger.error("refused a %s delivery: its argument is not a job id", self.name)
+            raise Reject("the message's argument is not a job id", requeue=False)
+        doc = self.db()[ledger.COLLECTION].find_one({"_id": job_id}, {"type": 1})
+        if doc is not None and doc.get("type") != self.name:
+            logger.error(
+                "refused a %s delivery for job %s, a %s job: the message does not match the ledger",
+                self.name,
+                job_id,
+                doc.get("type"),
+            )
+            raise Reject(f"job {job_id} is not a {self.name} job", requeue=False)
+
     def _execute(self, job_id: str) -> Any:
+        self._refuse_foreign(job_id)
         request = self.request
         settings = self.app.mwap_settings
         redis = redis_client(settings)
@@ -305,7 +365,7 @@ class JobTask(Task):
             ledger.retrying(self.db(), args[0], ledger.error_summary(exc))
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        if not args or isinstance(exc, INFRA_ERRORS):
+        if len(args) != 1 or kwargs or isinstance(exc, INFRA_ERRORS):
             return  # left open in the ledger on purpose: the reconciler resends it
         with _tolerating_outage("on_failure", task_id):
             ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=self._started_at())
