@@ -1,11 +1,12 @@
 """The API's logs, request ids, Sentry, request metrics and ``GET /metrics``.
 
-``GET /metrics`` is unauthenticated, as Prometheus scrapes usually are: it exposes counts by job
-type, route and queue, no tenant data, and the API is meant to sit in a private network (bind
-127.0.0.1 or restrict the port at the proxy/firewall). It serves every process on this host that
+``GET /metrics`` is unauthenticated unless ``MWAP_METRICS_TOKEN`` is set (then it needs that bearer
+token): it exposes counts by job type, route and queue, no tenant data; without a token the API
+is meant to sit in a private network (compose binds it to 127.0.0.1). It serves every process on this host that
 shares ``PROMETHEUS_MULTIPROC_DIR`` (gunicorn workers, Celery workers, beat) plus queue metrics.
 """
 
+import hmac
 import re
 import time
 import uuid
@@ -13,6 +14,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from api_thin import context
+from api_thin.problems import Problem
 from mwap import logs, metrics
 from mwap.sentry import init_sentry
 
@@ -64,5 +66,14 @@ def _teardown_request(_error: BaseException | None) -> None:
 
 
 def _metrics() -> Response:
-    body, content_type = metrics.render(context.settings())
+    settings = context.settings()
+    if settings.metrics_token is not None:
+        # Metrics carry no tenant data but do map the platform: with a token set, only its holder scrapes.
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = settings.metrics_token.get_secret_value()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise Problem(
+                401, "Metrics need the metrics token", headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+            )
+    body, content_type = metrics.render(settings)
     return Response(body, content_type=content_type)

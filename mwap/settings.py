@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     legacy_encryption_key: SecretStr | None = None
     admin_api_key: SecretStr = Field(min_length=16)
     sentry_dsn: str | None = None
+    # One Sentry event per cause (exception type and place) per this many seconds, per process.
+    sentry_dedupe_seconds: float = Field(default=60.0, ge=0, le=86_400)
     flower_basic_auth: SecretStr | None = None
+    # When set, GET /metrics needs "Authorization: Bearer <token>" (Prometheus: authorization.credentials).
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     flower_host: str = "127.0.0.1"
@@ -39,8 +43,20 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=100, ge=0)  # per tenant key; 0 turns limiting off
     rate_limit_burst: int = Field(default=20, ge=1)  # requests a key may make at once
     admin_rate_limit_per_minute: int = Field(default=0, ge=0)  # 0: the admin key is not limited
+    # Every key of a tenant draws from one tenant budget too; unset: five times the per-key budget.
+    tenant_rate_limit_per_minute: int | None = Field(default=None, ge=0)  # 0: no tenant budget
+    tenant_rate_limit_burst: int | None = Field(default=None, ge=1)
+    # Failed authentications per client address, checked before any MongoDB lookup; 0 turns it off.
+    auth_failures_per_minute: int = Field(default=30, ge=0)
+    auth_failure_burst: int = Field(default=20, ge=1)
+    # Proxies in front of the API that append to X-Forwarded-For; 0: the client is REMOTE_ADDR.
+    trusted_proxy_count: int = Field(default=0, ge=0, le=10)
+    max_integrations_per_tenant: int = Field(default=20, ge=1, le=10_000)
     api_batch_max: int = Field(default=100, ge=1, le=1000)  # jobs per POST /v1/jobs/batch
     idempotency_ttl: int = Field(default=24 * 3600, ge=60)  # seconds a first answer is replayed
+    # Redis bytes one tenant's (or the admin's) Idempotency-Key records may take; past it the
+    # oldest keys are forgotten first, so one key at its rate limit cannot fill the broker.
+    idempotency_tenant_bytes: int = Field(default=2_000_000, ge=64_000)
     cors_origins: str = ""  # comma-separated browser origins; empty: CORS off
 
     # Schedule intervals, seconds (seed 000's defaults: health every 15 min, a new integration
@@ -72,6 +88,14 @@ class Settings(BaseSettings):
     provider_connect_timeout: float = Field(default=3.05, gt=0)
     provider_read_timeout: float = Field(default=20.0, gt=0)
     provider_max_inline_wait: float = Field(default=5.0, ge=0)  # longer Retry-After: re-enqueue
+    # Outbound provider calls (tasks/providers/outbound.py): https only, each provider's own hosts,
+    # global addresses only. Development and tests (fake providers on loopback) turn on http and
+    # private/loopback addresses; link-local and cloud metadata addresses are refused regardless.
+    outbound_allow_http: bool = False
+    outbound_allow_private: bool = False
+    # Comma-separated hosts added to every provider's allow-list ("host") or one's ("slug=host"),
+    # e.g. sovereign clouds or a self-hosted stand-in: "onedrive=graph.microsoft.us".
+    outbound_extra_hosts: str = ""
     beat_lock_timeout: int = Field(default=30, ge=5)  # leader lease; a standby takes over after it
     stale_job_after: int = Field(default=600, ge=1)  # reconciler: open jobs untouched this long
     max_resends: int = Field(default=5, ge=1)  # reconciler: then the job is failed as lost
@@ -88,6 +112,18 @@ class Settings(BaseSettings):
     @classmethod
     def _key_ring_parses(cls, value: SecretStr) -> SecretStr:
         KeyRing.parse(value.get_secret_value())  # KeyRingError (a ValueError) names the bad entry
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _flower_passwords_are_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        for pair in value.get_secret_value().split(","):
+            user, colon, password = pair.partition(":")
+            problem = weak_flower_password(user, colon, password)
+            if problem:  # names the rule, never the value
+                raise ValueError(f"each user:password (comma-separated) needs {problem}")
         return value
 
     @field_validator("legacy_encryption_key")
@@ -111,6 +147,25 @@ class Settings(BaseSettings):
             # A token expiring between two ticks would otherwise lapse before it is refreshed.
             raise ValueError("MWAP_TOKEN_REFRESH_LOOKAHEAD must be at least MWAP_TOKEN_REFRESH_INTERVAL")
         return self
+
+
+# Flower can revoke tasks, shut workers down and send any task: its password is not a demo value.
+FLOWER_PASSWORD_MIN_CHARS = 16
+FLOWER_PASSWORD_MIN_DISTINCT = 8
+
+
+def weak_flower_password(user: str, colon: str, password: str) -> str | None:
+    """Why a Flower ``user:password`` pair is refused, or None (``ops/run`` generates 32 random
+    URL-safe characters; ``python -c "import secrets; print(secrets.token_urlsafe(18))"`` does too)."""
+    if not user or not colon:
+        return "a user name and a colon"
+    if len(password) < FLOWER_PASSWORD_MIN_CHARS:
+        return f"a password of at least {FLOWER_PASSWORD_MIN_CHARS} characters"
+    if len(set(password)) < FLOWER_PASSWORD_MIN_DISTINCT:
+        return f"a password of at least {FLOWER_PASSWORD_MIN_DISTINCT} distinct characters"
+    if user.lower() in password.lower():
+        return "a password that does not contain the user name"
+    return None
 
 
 class SettingsError(SystemExit):

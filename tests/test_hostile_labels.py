@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mwap import jobtypes, metrics
 from mwap.metrics import reset_multiprocess_dir
+from mwap.settings import Settings
 from ops import processes
 
 HOST = "127.0.0.1"
@@ -152,3 +153,20 @@ def _series() -> dict[str, set[frozenset[tuple[str, str]]]]:
                 labels = frozenset((k, v) for k, v in sample.labels.items() if k != "le")
                 found.setdefault(sample.name, set()).add(labels)
     return found
+
+
+def test_metrics_need_the_token_when_one_is_set(settings) -> None:
+    """Without a token anyone reaching the port reads the platform's map; with one, only its holder."""
+    from api_thin import create_app  # noqa: PLC0415
+
+    token = "metrics-" + "k3Yv9QpL2xZ8wR4t"
+    app = create_app(Settings(**{**settings.model_dump(), "metrics_token": token}))
+    client = app.test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong-token-0000000"}, {"Authorization": f"Basic {token}"}):
+        response = client.get("/metrics", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.mimetype == "application/problem+json"
+        assert b"mwap_" not in response.data
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert b"mwap_http_requests_total" in response.data
