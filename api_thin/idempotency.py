@@ -38,7 +38,7 @@ from redis.commands.core import Script
 from api_thin import context
 from api_thin.auth import Principal
 from api_thin.problems import Problem
-from api_thin.schemas import BatchItemOut, BatchOut, JobOut
+from api_thin.schemas import BatchItemOut, BatchOut
 from mwap import ledger
 from mwap.store import Store
 
@@ -249,10 +249,13 @@ def _json(model: BaseModel, status: int) -> Response:
 
 
 def _rebuild(principal: Principal, record: dict[str, Any]) -> Response:
+    # The jobs as this caller may read them (a tenant key sees errors without internal hosts).
+    from api_thin.jobs import job_out  # noqa: PLC0415 - api_thin.jobs imports this module
+
     kind = record.get("kind")
     if kind == "job":
         [doc] = _jobs_now(principal, record["jobs"])
-        response = _json(JobOut.from_document(doc), record["status"])
+        response = _json(job_out(doc, principal), record["status"])
         response.headers["Location"] = record["location"]
     elif kind == "batch":
         docs = _jobs_now(principal, record["jobs"])
@@ -261,7 +264,7 @@ def _rebuild(principal: Principal, record: dict[str, Any]) -> Response:
                 status=202 if flag == "1" else 200,
                 created=flag == "1",
                 location=_job_location(doc["_id"]),
-                job=JobOut.from_document(doc),
+                job=job_out(doc, principal),
             )
             for doc, flag in zip(docs, record["created"], strict=True)
         ]

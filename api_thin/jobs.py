@@ -20,7 +20,7 @@ from api_thin.auth import Principal
 from api_thin.problems import Problem
 from api_thin.routing import Call, Reply
 from api_thin.schemas import BatchItemOut, BatchOut, JobListQuery, JobOut, JobPage
-from mwap import jobtypes, ledger
+from mwap import jobtypes, ledger, redact
 from mwap.enqueue import Enqueued, JobRequest, enqueue
 from mwap.ids import oid
 from mwap.jobtypes import Scope
@@ -177,11 +177,42 @@ def _location(job_id: str) -> str:
     return url_for("get_job", jobId=job_id)
 
 
-def job_reply(outcome: Enqueued) -> Reply:
+def job_out(doc: dict[str, Any], principal: Principal) -> JobOut:
+    """A ledger job as ``principal`` may read it.
+
+    The admin reads error texts as the ledger keeps them (scrubbed of secrets at write). A tenant
+    key reads them without URLs, host names, addresses or key ids (``redact.public_text``): they
+    describe the platform's insides, not the tenant's job.
+    """
+    if principal.is_admin:
+        return JobOut.from_document(doc)
+    return JobOut.from_document(tenant_view(doc))
+
+
+def tenant_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its error and its retries' errors shaped by ``redact.public_text``."""
+    settings = context.settings()
+    hosts, key_ids = redact.settings_hosts(settings), redact.settings_key_ids(settings)
+
+    def shaped(error: Any) -> Any:
+        if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+            return error
+        return {**error, "message": redact.public_text(error["message"], hosts=hosts, key_ids=key_ids)}
+
+    view = {**doc, "error": shaped(doc.get("error"))}
+    if isinstance(doc.get("retries"), list):
+        view["retries"] = [
+            {**retry, "error": shaped(retry.get("error"))} if isinstance(retry, dict) else retry
+            for retry in doc["retries"]
+        ]
+    return view
+
+
+def job_reply(outcome: Enqueued, principal: Principal) -> Reply:
     """202 for a new job; 200 with the open job when one of the same type and subject exists."""
     doc = outcome.job
     status = 202 if outcome.created else 200
-    return Reply(status, JobOut.from_document(doc), {"Location": _location(doc["_id"])})
+    return Reply(status, job_out(doc, principal), {"Location": _location(doc["_id"])})
 
 
 def _target(item: Any, pointer: str) -> Target:
@@ -197,7 +228,7 @@ def _target(item: Any, pointer: str) -> Target:
 
 def create_job(call: Call) -> Reply:
     [outcome] = submit(resolve(call.principal, [_target(call.body.root, "")]))
-    return job_reply(outcome)
+    return job_reply(outcome, call.principal)
 
 
 def create_job_batch(call: Call) -> Reply:
@@ -208,7 +239,7 @@ def create_job_batch(call: Call) -> Reply:
             status=202 if outcome.created else 200,
             created=outcome.created,
             location=_location(outcome.job["_id"]),
-            job=JobOut.from_document(outcome.job),
+            job=job_out(outcome.job, call.principal),
         )
         for outcome in outcomes
     ]
@@ -234,7 +265,7 @@ def trigger(job_type: str, name: str) -> Callable[[Call], Reply]:
         else:
             target = Target(job_type, params, tenant_id=call.path["tenantId"])
         [outcome] = submit(resolve(call.principal, [target]))
-        return job_reply(outcome)
+        return job_reply(outcome, call.principal)
 
     view.__name__ = view.__qualname__ = name
     return view
@@ -244,7 +275,7 @@ def get_job(call: Call) -> Reply:
     doc = ledger.get(context.db(), call.path["jobId"], tenant_id=call.principal.tenant_id)
     if doc is None:
         raise Problem(404, "No such job")
-    return Reply(200, JobOut.from_document(doc))
+    return Reply(200, job_out(doc, call.principal))
 
 
 def tenant_filter(principal: Principal, requested: str | None) -> str | None:
@@ -304,14 +335,14 @@ def list_jobs(call: Call) -> Reply:
     if more:
         last = docs[-1]
         next_cursor = pagination.encode("jobs", t=pagination.to_millis(last["createdAt"]), id=last["_id"])
-    return Reply(200, JobPage(items=_jobs_out(docs), next_cursor=next_cursor))
+    return Reply(200, JobPage(items=_jobs_out(docs, call.principal), next_cursor=next_cursor))
 
 
-def _jobs_out(docs: list[dict[str, Any]]) -> list[JobOut]:
+def _jobs_out(docs: list[dict[str, Any]], principal: Principal) -> list[JobOut]:
     items = []
     for doc in docs:
         try:
-            items.append(JobOut.from_document(doc))
+            items.append(job_out(doc, principal))
         except ValidationError:  # a ledger document another writer broke: skip it, say which
             logger.warning("skipping invalid jobs document _id=%s", doc.get("_id"))
     return items

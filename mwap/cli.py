@@ -5,10 +5,11 @@ error. Settings come from the environment, as for every other process.
 """
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from pydantic import ValidationError
@@ -205,6 +206,70 @@ def keys_generate(kid: str) -> None:
     click.echo(f"{kid}:{KeyRing.generate_key()}")
 
 
+# secrets: never from argv ----------------------------------------------------------------------
+
+MAX_SECRET_CHARS = 16_384
+
+
+def secret_option(name: str, envvar: str, what: str, *, required: bool) -> Callable[[Callable], Callable]:
+    """``--<name>-file PATH`` (``-``: standard input) for a secret, plus a hidden ``--<name>`` that
+    refuses any value: argv is readable by every local user (``ps``, ``/proc/<pid>/cmdline``) and
+    shells keep it in history. ``read_secret`` falls back to ``envvar``, then a hidden prompt."""
+    dest = name.replace("-", "_")
+
+    def refuse(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            raise click.UsageError(
+                f"--{name} does not take the {what} on the command line (other users see it in `ps`, "
+                f"shells keep it in history): set {envvar}, or pass --{name}-file PATH, "
+                f"or --{name}-file - to read it from standard input",
+                ctx=ctx,
+            )
+
+    prompt = " On a terminal, it is asked for (hidden) when neither is given." if required else ""
+
+    def decorate(command: Callable) -> Callable:
+        command = click.option(
+            f"--{name}-file",
+            f"{dest}_file",
+            type=click.File("r", encoding="utf-8", lazy=False),
+            help=f"Read the {what} from this file ('-': standard input); or set {envvar}.{prompt}",
+        )(command)
+        return click.option(f"--{name}", hidden=True, expose_value=False, is_eager=True, callback=refuse)(
+            command
+        )
+
+    return decorate
+
+
+def read_secret(source: TextIO | None, name: str, envvar: str, what: str, *, required: bool) -> str | None:
+    """The secret from ``--<name>-file``, else ``envvar``, else a hidden prompt on a terminal."""
+    if source is not None:
+        where = "standard input" if source.name in ("-", "<stdin>") else "the file"
+        value = source.read(MAX_SECRET_CHARS + 1)
+        if len(value) > MAX_SECRET_CHARS:
+            raise click.UsageError(f"--{name}-file: {where} holds more than {MAX_SECRET_CHARS} characters")
+        value = value.strip("\r\n")
+        if not value:
+            raise click.UsageError(f"--{name}-file: {where} is empty")
+        return value
+    value = os.environ.get(envvar)
+    if value:
+        return value
+    if not required:
+        return None
+    if sys.stdin.isatty():
+        return click.prompt(what[:1].upper() + what[1:], hide_input=True)
+    raise click.UsageError(
+        f"the {what} is needed: set {envvar}, or pass --{name}-file PATH (or - for standard input)"
+    )
+
+
+def _one_stdin(*sources: TextIO | None) -> None:
+    if sum(1 for source in sources if source is not None and source.name in ("-", "<stdin>")) > 1:
+        raise click.UsageError("only one secret can come from standard input")
+
+
 # registration -----------------------------------------------------------------------------------
 
 
@@ -273,7 +338,7 @@ def providers() -> None:
 @click.option("--token-url", required=True)
 @click.option("--api-base-url", help="Stored as metadata.apiBaseUrl; default: the provider's real API.")
 @click.option("--client-id", required=True)
-@click.option("--client-secret", envvar="MWAP_PROVIDER_CLIENT_SECRET", prompt=True, hide_input=True)
+@secret_option("client-secret", "MWAP_PROVIDER_CLIENT_SECRET", "client secret", required=True)
 @click.option("--scope", "scopes", multiple=True)
 @click.option("--grant-type", default="authorization_code", show_default=True)
 @click.option("--token-method", default="POST", show_default=True, type=click.Choice(["POST", "GET"]))
@@ -281,7 +346,18 @@ def providers() -> None:
 @_json_flag
 @pass_ctx
 def providers_add(ctx: Context, **options: Any) -> None:
-    """Register a provider (the client secret is stored encrypted)."""
+    """Register a provider (the client secret is stored encrypted).
+
+    The client secret comes from --client-secret-file (a file, or - for standard input), from
+    MWAP_PROVIDER_CLIENT_SECRET, or a hidden prompt; never from the command line.
+    """
+    client_secret = read_secret(
+        options["client_secret_file"],
+        "client-secret",
+        "MWAP_PROVIDER_CLIENT_SECRET",
+        "client secret",
+        required=True,
+    )
     body = _parse(
         registry.ProviderCreate,
         {
@@ -290,7 +366,7 @@ def providers_add(ctx: Context, **options: Any) -> None:
             "authUrl": options["auth_url"],
             "tokenUrl": options["token_url"],
             "clientId": options["client_id"],
-            "clientSecret": options["client_secret"],
+            "clientSecret": client_secret,
             "scopes": list(options["scopes"]),
             "grantType": options["grant_type"],
             "tokenMethod": options["token_method"],
@@ -312,8 +388,8 @@ def integrations() -> None:
 @click.option(
     "--provider", "provider_slug", required=True, type=click.Choice(["google-drive", "dropbox", "onedrive"])
 )
-@click.option("--access-token", envvar="MWAP_INTEGRATION_ACCESS_TOKEN", prompt=True, hide_input=True)
-@click.option("--refresh-token", envvar="MWAP_INTEGRATION_REFRESH_TOKEN", default=None)
+@secret_option("access-token", "MWAP_INTEGRATION_ACCESS_TOKEN", "access token", required=True)
+@secret_option("refresh-token", "MWAP_INTEGRATION_REFRESH_TOKEN", "refresh token", required=False)
 @click.option("--expires-at", help="ISO 8601 with time zone (optional, as in the seed).")
 @click.option("--scope", "scopes", multiple=True, help="A granted scope (repeatable).")
 @click.option("--email", help="userInfo.email of the provider account.")
@@ -324,7 +400,13 @@ def integrations() -> None:
 @_json_flag
 @pass_ctx
 def integrations_add(ctx: Context, **options: Any) -> None:
-    """Register an integration; its tokens are stored encrypted and never printed."""
+    """Register an integration; its tokens are stored encrypted and never printed.
+
+    Tokens come from --access-token-file / --refresh-token-file (a file, or - for standard input),
+    from MWAP_INTEGRATION_ACCESS_TOKEN / MWAP_INTEGRATION_REFRESH_TOKEN, or (the access token) a
+    hidden prompt; never from the command line.
+    """
+    access_token, refresh_token = _tokens(options["access_token_file"], options["refresh_token_file"])
     user_info = None
     if options["email"] or options["account_id"]:
         user_info = {
@@ -340,8 +422,8 @@ def integrations_add(ctx: Context, **options: Any) -> None:
             "authData": {
                 k: v
                 for k, v in {
-                    "accessToken": options["access_token"],
-                    "refreshToken": options["refresh_token"],
+                    "accessToken": access_token,
+                    "refreshToken": refresh_token,
                     "expiresAt": options["expires_at"],
                     "scope": list(options["scopes"]),
                 }.items()
@@ -352,8 +434,27 @@ def integrations_add(ctx: Context, **options: Any) -> None:
             "projectIds": list(options["project_ids"]),
         },
     )
-    doc = _create(lambda: registry.create_integration(ctx.db, ctx.settings.key_ring(), body, actor=OPERATOR))
+    doc = _create(
+        lambda: registry.create_integration(
+            ctx.db,
+            ctx.settings.key_ring(),
+            body,
+            actor=OPERATOR,
+            max_integrations=ctx.settings.max_integrations_per_tenant,
+        )
+    )
     ctx.emit(registry.public_integration(doc, options["provider_slug"]), f"integration {doc['_id']} created")
+
+
+def _tokens(access_file: TextIO | None, refresh_file: TextIO | None) -> tuple[str, str | None]:
+    _one_stdin(access_file, refresh_file)
+    access = read_secret(
+        access_file, "access-token", "MWAP_INTEGRATION_ACCESS_TOKEN", "access token", required=True
+    )
+    refresh = read_secret(
+        refresh_file, "refresh-token", "MWAP_INTEGRATION_REFRESH_TOKEN", "refresh token", required=False
+    )
+    return str(access), refresh
 
 
 # jobs -------------------------------------------------------------------------------------------
@@ -632,15 +733,24 @@ def integrations_disable(ctx: Context, integration_id: str, reason: str) -> None
 
 @integrations.command("reconnect")
 @click.argument("integration_id")
-@click.option("--access-token", envvar="MWAP_INTEGRATION_ACCESS_TOKEN", prompt=True, hide_input=True)
-@click.option("--refresh-token", envvar="MWAP_INTEGRATION_REFRESH_TOKEN", default=None)
+@secret_option("access-token", "MWAP_INTEGRATION_ACCESS_TOKEN", "access token", required=True)
+@secret_option("refresh-token", "MWAP_INTEGRATION_REFRESH_TOKEN", "refresh token", required=False)
 @click.option("--expires-at", required=True, help="ISO 8601 with time zone.")
 @_json_flag
 @pass_ctx
 def integrations_reconnect(
-    ctx: Context, integration_id: str, access_token: str, refresh_token: str | None, expires_at: str
+    ctx: Context,
+    integration_id: str,
+    access_token_file: TextIO | None,
+    refresh_token_file: TextIO | None,
+    expires_at: str,
 ) -> None:
-    """Store new tokens after the user re-authorized, and make the integration active again."""
+    """Store new tokens after the user re-authorized, and make the integration active again.
+
+    Tokens are read as for `integrations add`: files, standard input, the environment or a hidden
+    prompt; never the command line.
+    """
+    access_token, refresh_token = _tokens(access_token_file, refresh_token_file)
     from datetime import datetime  # noqa: PLC0415
 
     from mwap.crypto import integration_binding  # noqa: PLC0415

@@ -166,5 +166,11 @@ def get(db: Database, job_id: str, *, tenant_id: ObjectId | str | None) -> dict[
 
 
 def error_summary(exc: BaseException, *, limit: int = 2000) -> dict[str, Any]:
-    """What the ledger keeps of an exception: its class and message, bounded in size."""
-    return {"type": type(exc).__name__, "message": str(exc)[:limit]}
+    """What the ledger keeps of an exception: its class and message, scrubbed of secrets (before it
+    is cut, so no secret is cut short of the length its pattern needs) and bounded in size.
+
+    URLs, hosts and key ids stay: the admin reads them here. A tenant key reads the message
+    through ``redact.public_text`` (``api_thin.jobs``)."""
+    from mwap import redact  # noqa: PLC0415 - stdlib-only module; imported where it is used
+
+    return {"type": type(exc).__name__, "message": redact.redact_text(str(exc))[:limit]}

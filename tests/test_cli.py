@@ -23,10 +23,13 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 @pytest.fixture
 def mwap(stack_env: dict[str, str]):
-    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, ok: bool = True, env: dict[str, str] | None = None, stdin: str = ""
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-m", "mwap.cli", *args],
             env={**stack_env, **(env or {})},
+            input=stdin,  # secrets travel here, in files or in the environment: never in argv
             capture_output=True,
             text=True,
             check=False,
@@ -188,8 +191,12 @@ def test_tenant_registration_takes_seed_fields_and_refuses_a_duplicate_owner(mwa
     assert "maxProjects" in bad.stderr
 
 
-def test_provider_registration_takes_seed_fields_and_refuses_a_duplicate(mwap, fresh_db, ring) -> None:
+def test_provider_registration_takes_seed_fields_and_refuses_a_duplicate(
+    mwap, fresh_db, ring, tmp_path
+) -> None:
     env, database = fresh_db
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text("top-secret\n")
     mwap("db", "init", env=env)
     common = ["--auth-url", "https://auth.example.test/a", "--token-url", "https://auth.example.test/t"]
     added = as_json(
@@ -208,7 +215,9 @@ def test_provider_registration_takes_seed_fields_and_refuses_a_duplicate(mwap, f
             "cid",
             "--scope",
             "drive.readonly",
-            env={**env, "MWAP_PROVIDER_CLIENT_SECRET": "top-secret"},
+            "--client-secret-file",
+            str(secret_file),
+            env=env,
         )
     )
     assert added["clientSecret"] == "[REDACTED]"
@@ -232,7 +241,10 @@ def test_provider_registration_takes_seed_fields_and_refuses_a_duplicate(mwap, f
             *common,
             "--client-id",
             "cid",
-            env={**env, "MWAP_PROVIDER_CLIENT_SECRET": "s"},
+            "--client-secret-file",
+            "-",
+            stdin="s\n",
+            env=env,
             ok=False,
         )
 
@@ -293,10 +305,10 @@ def test_registration_keys_and_jobs(mwap, db: Database, fake: FakeProviders) -> 
         "dbid:cli",
         "--project",
         str(project["_id"]),
-        env={
-            "MWAP_INTEGRATION_ACCESS_TOKEN": account.access_token,
-            "MWAP_INTEGRATION_REFRESH_TOKEN": account.refresh_token,
-        },
+        "--access-token-file",
+        "-",
+        stdin=account.access_token + "\n",
+        env={"MWAP_INTEGRATION_REFRESH_TOKEN": account.refresh_token},
     )
     integration = as_json(added)
     assert integration["authData"]["accessToken"] == "[REDACTED]"

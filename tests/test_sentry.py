@@ -22,7 +22,7 @@ from pymongo.database import Database
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from mwap import ledger
+from mwap import ledger, sentry
 from mwap.sentry import before_breadcrumb, before_send, init_sentry
 from mwap.settings import Settings
 from ops.processes import wait_for
@@ -226,3 +226,79 @@ def test_job_retry_is_not_reported_and_final_failure_is_reported_once(
     assert next(f for f in frames if f["function"] == "leaky")["vars"]["access_token"] == "[Filtered]"
     crumbs = event["breadcrumbs"]["values"]
     assert any(c.get("message") == "GET /files with Authorization: Bearer [Filtered]" for c in crumbs)
+
+
+def test_identical_500s_send_one_event_per_cause_per_interval(
+    sentry_events: CapturingTransport, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api_thin import create_app  # noqa: PLC0415 - a fresh app, so failing routes can be added
+
+    clock = [1000.0]
+    monkeypatch.setattr(sentry._throttle, "clock", lambda: clock[0])
+    app = create_app(settings)
+
+    @app.get("/test-same-boom")
+    def same_boom() -> str:
+        raise RuntimeError(f"kaboom {secrets.token_hex(4)}")  # the message differs, the cause does not
+
+    @app.get("/test-other-boom")
+    def other_boom() -> str:
+        raise KeyError("elsewhere")
+
+    client = app.test_client()
+    # In spirit: without the throttle every failing request is an event (a flood costs quota and
+    # buries other errors): 50 requests would be 50 events.
+    assert all(client.get("/test-same-boom").status_code == 500 for _ in range(50))
+    assert len(sentry_events.events) == 1
+    assert client.get("/test-other-boom").status_code == 500
+    assert [e["exception"]["values"][-1]["type"] for e in sentry_events.events] == [
+        "RuntimeError",
+        "KeyError",
+    ]
+
+    clock[0] += settings.sentry_dedupe_seconds + 1  # the next interval: the cause reports again
+    assert client.get("/test-same-boom").status_code == 500
+    assert len(sentry_events.events) == 3
+    assert sentry_events.events[-1]["extra"]["suppressed"] == 49
+
+
+def test_the_throttle_forgets_the_oldest_causes_first() -> None:
+    throttle = sentry.Throttle(window=60, clock=lambda: 0.0)
+    for n in range(sentry.MAX_CAUSES + 10):
+        assert throttle.admit(("exception", str(n))) == 0
+    assert len(throttle._seen) == sentry.MAX_CAUSES  # bounded however many causes a client makes
+    assert throttle.admit(("exception", "0")) == 0  # forgotten: sent again
+    assert throttle.admit(("exception", str(sentry.MAX_CAUSES + 9))) is None  # recent: still dropped
+
+
+def test_a_token_in_local_variables_never_leaves_by_name_or_by_value(
+    sentry_events: CapturingTransport,
+) -> None:
+    token = secrets.token_urlsafe(32)  # no recognisable shape: only names and values can hide it
+    key = "mwap_" + secrets.token_urlsafe(32)
+
+    def refresh(refresh_token: str) -> None:
+        value = refresh_token  # an innocent name holding the same token
+        parts = [value, "grant_type=refresh_token"]
+        headers = {"X-Api-Key": key}
+        body = f"grant={value}"
+        raise ProviderAuthError(f"refused {len(parts)} parts, {len(headers)} headers, {len(body)} bytes")
+
+    def caller() -> None:
+        held = token
+        refresh(held)
+
+    try:
+        caller()
+    except ProviderAuthError:
+        sentry_sdk.capture_exception()
+
+    [event] = sentry_events.events
+    sent = sentry_events.everything()
+    assert token not in sent
+    assert key not in sent
+    frames = {f["function"]: f for f in event["exception"]["values"][0]["stacktrace"]["frames"]}
+    assert frames["refresh"]["vars"]["refresh_token"] == "[Filtered]"  # by name
+    assert "[Filtered]" in frames["refresh"]["vars"]["value"]  # by value
+    assert "[Filtered]" in frames["caller"]["vars"]["held"]
+    assert frames["refresh"]["vars"]["headers"]["X-Api-Key"] == "[Filtered]"
