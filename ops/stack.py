@@ -2,14 +2,18 @@
 
 Redis and the MongoDB stand-in start only when MWAP_REDIS_URL / MWAP_MONGO_URL are unset.
 Settings given in the environment win over generated ones. URLs go to ``.data/stack.json``,
-credentials to ``.data/credentials.json`` (mode 0600), logs to ``.data/logs/``.
+credentials to ``.data/credentials.json``, logs to ``.data/logs/``. ``.data/`` is 0700 and the
+JSON files are 0600 from creation, never written or read through a symbolic link.
 """
 
 import base64
+import contextlib
+import errno
 import json
 import os
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -17,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from mwap.metrics import reset_multiprocess_dir
+from mwap.settings import weak_flower_password
 from ops import processes
 from ops.fake_providers.documents import provider_documents
 from ops.processes import Child
+from tasks.providers.outbound import DEV_LOOPBACK_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,22 +34,83 @@ def _data_dir() -> Path:
     return Path(os.environ.get("MWAP_DATA_DIR", ROOT / ".data")).resolve()
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700): created so, or tightened to it.
+
+    Refused (StartupError) when it is a symbolic link, not a directory, or another user's: the
+    stack keeps its secrets, logs and databases in it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise processes.StartupError(f"{path} is not a directory (a symbolic link is not followed)")
+    if info.st_uid != os.getuid():
+        raise processes.StartupError(f"{path} belongs to another user (uid {info.st_uid})")
+    os.chmod(path, 0o700)
+    return path
+
+
 def _write_private(path: Path, content: dict[str, Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(content, handle, indent=2)
-    path.chmod(0o600)
+    """Write ``content`` as JSON to ``path``, mode 0600 from the moment it exists.
+
+    The bytes go to a new file (O_CREAT|O_EXCL|O_NOFOLLOW: never an existing file or a link
+    planted in its place), which then replaces ``path`` by rename: a symbolic link at ``path`` is
+    replaced, its target never written.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+        with os.fdopen(fd, "w") as handle:
+            json.dump(content, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _read_private(path: Path) -> dict[str, Any]:
+    """The JSON in ``path`` ({} when there is none); a symbolic link there is refused, not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise processes.StartupError(
+                f"{path} is a symbolic link; secrets are never read through one (remove it)"
+            ) from None
+        raise
+    with os.fdopen(fd) as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise processes.StartupError(f"{path} is not a regular file")
+        return json.load(handle)
+
+
+def _flower_credentials(stored: Any) -> dict[str, str]:
+    """The stored Flower user and password, or new ones when missing or too weak for the settings."""
+    if isinstance(stored, dict) and not weak_flower_password(
+        str(stored.get("user") or ""), ":", str(stored.get("password") or "")
+    ):
+        return stored
+    return {"user": "operator", "password": secrets.token_urlsafe(24)}
 
 
 def load_credentials(data_dir: Path) -> dict[str, Any]:
     """The demo's secrets: generated once and kept, so encrypted data stays readable across runs."""
     path = data_dir / "credentials.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored = _read_private(path)
     creds = {
         "adminApiKey": stored.get("adminApiKey") or "mwap_admin_" + secrets.token_urlsafe(32),
         "encryptionKeys": stored.get("encryptionKeys")
         or "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        "flower": stored.get("flower") or {"user": "operator", "password": secrets.token_urlsafe(18)},
+        "flower": _flower_credentials(stored.get("flower")),
         "tenantApiKeys": stored.get("tenantApiKeys") or {},
     }
     _write_private(path, creds)
@@ -76,6 +143,8 @@ class Stack:
         flower = creds["flower"]
         env.setdefault("MWAP_FLOWER_BASIC_AUTH", f"{flower['user']}:{flower['password']}")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        for name, value in DEV_LOOPBACK_ENV.items():  # the fake providers: http on loopback
+            env.setdefault(name, value)
         # Multiprocess metrics shared by the API, workers and beat; stale files would be summed in.
         reset_multiprocess_dir(
             Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.data_dir / "metrics")))
@@ -147,7 +216,7 @@ class Stack:
             "logs": str(self.log_dir),
             "pids": {child.name: child.pid for child in self.children},
         }
-        (self.data_dir / "stack.json").write_text(json.dumps(stack, indent=2))
+        _write_private(self.data_dir / "stack.json", stack)  # its URLs may carry passwords
         return stack
 
     def _seed(self, env: dict[str, str], providers_url: str, creds: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +252,11 @@ class Stack:
 
 def main() -> int:
     data_dir = _data_dir()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        private_dir(data_dir)
+    except processes.StartupError as error:
+        print(f"ops/run: {error}", file=sys.stderr)
+        return 1
     stack = Stack(data_dir)
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -5,6 +5,7 @@ refresh of ``tasks.tokens``; ``Connection.close`` persists what the run changed 
 Decryption failures mark the integration ``error`` once, with the reason, so no job loops on it.
 """
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,17 @@ from mwap.ledger import now
 from mwap.models import CloudIntegration, ProviderSlug
 from mwap.registry import api_base_url
 from mwap.store import Store, TenantCollection
-from tasks.providers import ProviderClient, ProviderConfig, RetryPolicy, Tokens, client_for
+from tasks.providers import (
+    DestinationRefused,
+    OutboundPolicy,
+    OutboundRefused,
+    ProviderClient,
+    ProviderConfig,
+    RetryPolicy,
+    Tokens,
+    client_for,
+)
+from tasks.providers.outbound import default_policy
 from worker.base import Services
 
 logger = logging.getLogger(__name__)
@@ -91,13 +102,35 @@ def tokens_of(ring: KeyRing, integration: dict[str, Any]) -> Tokens:
     )
 
 
-def provider_config(ring: KeyRing, provider: dict[str, Any]) -> ProviderConfig:
-    """The provider's client settings, its secret decrypted and its API base resolved."""
-    if provider.get("slug") not in SUPPORTED:
-        raise Skip(f"provider slug {str(provider.get('slug'))[:40]!r} has no adapter in mwap-tasks")
+def provider_config(
+    ring: KeyRing, provider: dict[str, Any], policy: OutboundPolicy | None = None
+) -> ProviderConfig:
+    """The provider's client settings, its secret decrypted and its API base resolved.
+
+    Its token, consent and API URLs are checked against ``policy`` (default: the process
+    settings') first: a URL the policy refuses raises ``DestinationRefused`` naming the field and
+    host, before anything is decrypted or sent.
+    """
+    slug = provider.get("slug")
+    if slug not in SUPPORTED:
+        raise Skip(f"provider slug {str(slug)[:40]!r} has no adapter in mwap-tasks")
+    policy = policy or default_policy()
+    base = api_base_url(provider)
+    for name, url in (
+        ("tokenUrl", provider.get("tokenUrl")),
+        ("authUrl", provider.get("authUrl")),
+        ("metadata.apiBaseUrl", base),
+    ):
+        if name == "authUrl" and not url:
+            continue  # optional: the jobs never open the consent page
+        try:
+            policy.check_url(str(url or ""), slug)
+        except OutboundRefused as refused:
+            raise DestinationRefused(f"provider {slug} {name}: {refused}") from None
     secret = ring.decrypt(provider["clientSecret"], provider_binding(provider["_id"]))
-    metadata = {**(provider.get("metadata") or {}), "apiBaseUrl": api_base_url(provider)}
-    return ProviderConfig.from_document({**provider, "clientSecret": secret, "metadata": metadata})
+    metadata = {**(provider.get("metadata") or {}), "apiBaseUrl": base}
+    config = ProviderConfig.from_document({**provider, "clientSecret": secret, "metadata": metadata})
+    return dataclasses.replace(config, policy=policy)
 
 
 def mark_error(
@@ -122,21 +155,35 @@ def mark_error(
     return bool(changed)
 
 
-def ensure_tenant_live(services: Services, tenant_id: ObjectId) -> None:
-    """Skip when the tenant is gone or archived: an archived tenant gets no work done."""
-    tenant = Store(services.db).global_collection("tenants").find_one({"_id": tenant_id}, {"archived": 1})
+def ensure_tenant_live(services: Services, tenant_id: ObjectId) -> dict[str, Any]:
+    """The tenant (its ``archived`` flag and feature switches); Skip when it is gone or archived:
+    an archived tenant gets no work done."""
+    tenant = (
+        Store(services.db)
+        .global_collection("tenants")
+        .find_one({"_id": tenant_id}, {"archived": 1, "settings.features.cloudIntegrations": 1})
+    )
     if tenant is None:
         raise Skip("tenant no longer exists")
     if tenant.get("archived") is True:
         raise Skip("tenant is archived")
+    return tenant
+
+
+def cloud_integrations_enabled(tenant: dict[str, Any]) -> bool:
+    """Seed 000's ``settings.features.cloudIntegrations``: only an explicit false turns them off."""
+    features = (tenant.get("settings") or {}).get("features") or {}
+    return features.get("cloudIntegrations") is not False
 
 
 def load(
     services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str
 ) -> tuple[dict[str, Any], TenantCollection]:
-    """The integration document, read with its tenant id; Skip when gone, not active or archived."""
+    """The integration document, read with its tenant id; Skip when gone, not active, archived, or
+    its tenant has cloud integrations turned off."""
     tenant_id = oid(tenant_id)
-    ensure_tenant_live(services, tenant_id)
+    if not cloud_integrations_enabled(ensure_tenant_live(services, tenant_id)):
+        raise Skip("cloud integrations are turned off for this tenant (settings.features.cloudIntegrations)")
     integrations = Store(services.db).tenant(tenant_id)["cloudIntegrations"]
     doc = integrations.find_one({"_id": oid(integration_id)})
     if doc is None:
@@ -168,7 +215,7 @@ def open_connection(
     if provider is None:
         raise Skip(f"provider {integration['providerId']} is not registered")
     try:
-        config = provider_config(services.ring, provider)
+        config = provider_config(services.ring, provider, OutboundPolicy.from_settings(services.settings))
         current = tokens_of(services.ring, integration)
     except LegacyKeyMissingError as error:
         # An operator's setting is missing, not a broken integration: fail this job, change nothing.

@@ -18,6 +18,7 @@ from mwap.settings import Settings
 from ops import processes
 from ops.fake_providers.control import FakeProviders
 from ops.processes import Child
+from tasks.providers.outbound import DEV_LOOPBACK_ENV
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 ENCRYPTION_KEYS = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -65,7 +66,12 @@ def stack_env(redis_url: str, mongo_url: str, run_dir: Path) -> dict[str, str]:
         MWAP_MONGO_DB=f"mwap_test_{secrets.token_hex(4)}",
         MWAP_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
         MWAP_LEGACY_ENCRYPTION_KEY=factories.LEGACY_PASSWORD,
+        # Every test request comes from 127.0.0.1: the per-address failed-auth throttle is tested on
+        # its own budgets (tests/test_hostile_auth.py), off for the rest of the session.
+        MWAP_AUTH_FAILURES_PER_MINUTE="0",
         MWAP_ADMIN_API_KEY=ADMIN_KEY,
+        # The fake providers (and hostile test servers) answer over http on loopback.
+        **DEV_LOOPBACK_ENV,
         PYTHONUNBUFFERED="1",
         PROMETHEUS_MULTIPROC_DIR=str(reset_multiprocess_dir(run_dir / "metrics")),
     )

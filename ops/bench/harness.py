@@ -35,6 +35,7 @@ from ops import processes
 from ops.bench.loader import Http
 from ops.fake_providers.control import FakeProviders
 from ops.processes import PYTHON, Child
+from tasks.providers.outbound import DEV_LOOPBACK_ENV
 
 BASELINE_APP = "ops.bench.baseline:app"
 BASELINE_WEB = "ops.bench.baseline:web"
@@ -163,6 +164,7 @@ class Harness:
             "MWAP_ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
             "MWAP_ADMIN_API_KEY": "bench-admin-" + secrets.token_urlsafe(24),
             "PROMETHEUS_MULTIPROC_DIR": str(reset_multiprocess_dir(self.run_dir / "metrics")),
+            **DEV_LOOPBACK_ENV,  # the fake providers answer over http on loopback
         }
         ensure_indexes(self.db, self.settings)
         api_port, baseline_port = processes.free_port(), processes.free_port()

@@ -4,6 +4,11 @@ Build one with ``client_for(ProviderConfig.from_document(doc), tokens, refresher
 ``account()`` as the health probe; iterate ``changes(cursor)`` one page at a time, applying each
 page and checkpointing its ``next_cursor``; then persist ``client.tokens`` (they may have been
 refreshed) and add ``client.request_count`` to the integration's usage.
+
+Every call is checked against an ``OutboundPolicy`` (outbound.py): the one given to
+``client_for``, else the config's (``tasks.integrations.provider_config`` sets it), else the
+process settings' (``MWAP_OUTBOUND_*``), else the strict default. A refusal is
+``DestinationRefused`` and nothing is sent.
 """
 
 from collections.abc import Callable
@@ -15,6 +20,7 @@ from tasks.providers.base import (
     AuthExpired,
     ChangePage,
     CursorReset,
+    DestinationRefused,
     FileItem,
     ProviderClient,
     ProviderConfig,
@@ -30,6 +36,7 @@ from tasks.providers.dropbox import DropboxClient
 from tasks.providers.google_drive import GoogleDriveClient
 from tasks.providers.http import DEFAULT_TIMEOUT, RetryPolicy, Timeout, process_session
 from tasks.providers.onedrive import OneDriveClient
+from tasks.providers.outbound import OutboundPolicy, OutboundRefused
 
 CLIENTS: dict[str, type[ProviderClient]] = {
     cls.slug: cls for cls in (GoogleDriveClient, DropboxClient, OneDriveClient)
@@ -42,10 +49,13 @@ __all__ = [
     "AuthExpired",
     "ChangePage",
     "CursorReset",
+    "DestinationRefused",
     "DropboxClient",
     "FileItem",
     "GoogleDriveClient",
     "OneDriveClient",
+    "OutboundPolicy",
+    "OutboundRefused",
     "ProviderClient",
     "ProviderConfig",
     "ProviderError",
@@ -72,8 +82,12 @@ def client_for(
     retry: RetryPolicy | None = None,
     page_size: int | None = None,
     sleep: Callable[[float], None] | None = None,
+    policy: OutboundPolicy | None = None,
 ) -> ProviderClient:
-    """The client for ``config.slug``; ``refresher`` replaces the client's own refresh on 401."""
+    """The client for ``config.slug``; ``refresher`` replaces the client's own refresh on 401.
+
+    ``policy``: where its calls may go; default the config's, else the process settings'.
+    """
     try:
         cls = CLIENTS[config.slug]
     except KeyError:
@@ -87,5 +101,6 @@ def client_for(
         timeout=timeout,
         retry=retry,
         page_size=page_size,
+        policy=policy,
         **extra,
     )

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from mwap import metrics
 from tasks.providers.http import DEFAULT_TIMEOUT, RetryPolicy, Timeout, parse_retry_after, process_session
+from tasks.providers.outbound import OutboundPolicy, OutboundRefused, default_policy, normalize_host
 
 # ---------------------------------------------------------------------------------------------
 # Errors
@@ -73,6 +75,17 @@ class ProviderRequestError(ProviderError):
     """Any other 4xx: retrying will not help; ``message`` is the provider's own text."""
 
 
+class DestinationRefused(ProviderRequestError):
+    """The outbound policy refused where a call (or a redirect) would go; nothing was sent there.
+
+    The message names the host and why (scheme, host not on the provider's allow-list, private,
+    loopback, link-local or metadata address, a redirect of a request with credentials or a body).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="outbound_refused")
+
+
 # ---------------------------------------------------------------------------------------------
 # Data
 
@@ -88,6 +101,8 @@ class ProviderConfig:
     client_id: str
     client_secret: str = field(repr=False)
     scopes: tuple[str, ...] = ()
+    # The outbound policy the URLs were checked against (tasks.integrations.provider_config).
+    policy: OutboundPolicy | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> Self:
@@ -259,6 +274,14 @@ type Refresher = Callable[[], Tokens]
 # Refresh before a call when the access token expires this soon, so predictable 401s never happen.
 REFRESH_AHEAD = 60.0
 THROTTLE_STATUSES = frozenset({429, 503})
+MAX_REDIRECTS = 3  # a GET's redirects followed (to the provider's own hosts only)
+BODY_KWARGS = ("data", "json", "files")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), normalize_host(parts.hostname or ""), parts.port or default
 
 
 def _outcome(error: ProviderError) -> str:
@@ -294,6 +317,7 @@ class ProviderClient(ABC):
         retry: RetryPolicy | None = None,
         page_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         if config.slug != self.slug:
             raise ValueError(f"{type(self).__name__} cannot use a {config.slug!r} provider config")
@@ -306,6 +330,7 @@ class ProviderClient(ABC):
         self._page_size = page_size or self.default_page_size
         self._sleep = sleep
         self._request_count = 0
+        self._policy = policy or config.policy or default_policy()
 
     @property
     def tokens(self) -> Tokens:
@@ -318,9 +343,14 @@ class ProviderClient(ABC):
         return self._request_count
 
     @property
+    def policy(self) -> OutboundPolicy:
+        """Where this client's calls may go (checked before every request and redirect)."""
+        return self._policy
+
+    @property
     def session(self) -> requests.Session:
-        """The session given at construction, else this process's pooled one."""
-        return self._session or process_session()
+        """The session given at construction, else this process's pooled one for the policy."""
+        return self._session or process_session(self._policy)
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -426,6 +456,7 @@ class ProviderClient(ABC):
     ) -> requests.Response:
         """One logical call: bounded retries for throttles, 5xx and timeouts; typed errors out."""
         extra_headers = kwargs.pop("headers", {})
+        kwargs.pop("allow_redirects", None)  # redirects are ours to follow (_exchange)
         attempt = 0
         while True:
             attempt += 1
@@ -433,9 +464,11 @@ class ProviderClient(ABC):
             headers = {"Accept": "application/json", **extra_headers}
             if bearer:
                 headers["Authorization"] = f"Bearer {self._tokens.access_token}"
-            self._request_count += 1
             try:
-                response = self.session.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
+                response = self._exchange(method, url, headers, kwargs, bearer=bearer)
+            except OutboundRefused as exc:
+                metrics.provider_call(self.slug, "error")
+                raise DestinationRefused(str(exc)) from None
             except requests.ConnectTimeout as exc:
                 metrics.provider_call(self.slug, "timeout")
                 # urllib3 already retried the connect (http.py); more tries would only stack timeouts.
@@ -461,6 +494,54 @@ class ProviderClient(ABC):
                 self._sleep(self._retry.backoff(attempt))
             else:
                 raise error
+
+    def _exchange(
+        self, method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any], *, bearer: bool
+    ) -> requests.Response:
+        """One request and the redirects it may follow; ``OutboundRefused`` before any refused send.
+
+        A redirect is followed only for a GET without a body, at most ``MAX_REDIRECTS`` times, to
+        a URL the policy allows for this provider; the Authorization header goes along only to
+        the same origin. A redirect of any other request (the token endpoint's form with the
+        client secret and refresh token, API POSTs) is refused, never re-sent elsewhere.
+        """
+        self._policy.check_url(url, self.slug)
+        hops = 0
+        while True:
+            self._request_count += 1
+            response = self.session.request(
+                method, url, headers=headers, timeout=self._timeout, allow_redirects=False, **kwargs
+            )
+            if not response.is_redirect:
+                return response
+            status, location = response.status_code, response.headers["location"]
+            response.close()
+            target = urljoin(response.url or url, location)
+            try:
+                target_host = normalize_host(urlsplit(target).hostname or "") or location[:100]
+            except ValueError:
+                target_host = location[:100]
+            source = "API" if bearer else "token endpoint"
+            if (
+                method.upper() != "GET"
+                or not bearer
+                or any(kwargs.get(key) is not None for key in BODY_KWARGS)
+            ):
+                raise OutboundRefused(
+                    target_host,
+                    f"{status} redirect from the {source} not followed: a {method.upper()} with credentials "
+                    "or a body is never redirected",
+                )
+            if hops >= MAX_REDIRECTS:
+                raise OutboundRefused(target_host, f"more than {MAX_REDIRECTS} redirects")
+            try:
+                self._policy.check_url(target, self.slug)
+            except OutboundRefused as refused:
+                raise OutboundRefused(refused.host, f"{status} redirect target: {refused.reason}") from None
+            if _origin(target) != _origin(url):
+                headers = {key: value for key, value in headers.items() if key.lower() != "authorization"}
+            url, hops = target, hops + 1
+            kwargs = {key: value for key, value in kwargs.items() if key != "params"}  # in the Location
 
     def _error_for(self, response: requests.Response, *, bearer: bool, attempt: int) -> ProviderError:
         status = response.status_code

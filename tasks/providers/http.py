@@ -9,6 +9,10 @@ Retry split, decided after checking urllib3's ``Retry``:
   (a) sleep for any ``Retry-After`` however long, which must never happen in a worker slot,
   (b) hide each retried attempt from ``request_count`` (``usage.totalRequests`` must see every
   call), and (c) cannot read a JSON body to tell a Drive rate limit from a permission error.
+
+Sessions are kept per process *and* per outbound policy: their adapter is ``GuardedAdapter``
+(outbound.py), which vets every address a connection goes to. ``trust_env`` is off, so neither
+proxy variables nor ``~/.netrc`` credentials are applied to provider calls.
 """
 
 import email.utils
@@ -19,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from tasks.providers.outbound import GuardedAdapter, OutboundPolicy
 
 type Timeout = tuple[float, float]
 
@@ -28,7 +33,7 @@ DEFAULT_TIMEOUT: Timeout = (3.05, 20.0)
 POOL_CONNECTIONS = 8  # distinct hosts kept pooled: three providers and their token endpoints
 POOL_MAXSIZE = 16  # sockets per host; a prefork child rarely uses more than one at a time
 
-_sessions: dict[int, requests.Session] = {}
+_sessions: dict[tuple[int, OutboundPolicy], requests.Session] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -68,8 +73,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _new_session() -> requests.Session:
+def _new_session(policy: OutboundPolicy) -> requests.Session:
     session = requests.Session()
+    session.trust_env = False  # no proxies from the environment, no ~/.netrc credentials
     connect_only = Retry(
         total=None,
         connect=2,
@@ -81,25 +87,26 @@ def _new_session() -> requests.Session:
         backoff_jitter=0.2,
         raise_on_status=False,
     )
-    adapter = HTTPAdapter(
-        pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=connect_only
+    adapter = GuardedAdapter(
+        policy, pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=connect_only
     )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
 
 
-def process_session() -> requests.Session:
-    """The pooled session of the current process, created on first use after a fork."""
+def process_session(policy: OutboundPolicy = OutboundPolicy.STRICT) -> requests.Session:
+    """The pooled session of the current process for ``policy``, created on first use after a fork."""
     pid = os.getpid()
-    session = _sessions.get(pid)
+    session = _sessions.get((pid, policy))
     if session is not None:
         return session
     with _sessions_lock:
-        session = _sessions.get(pid)
+        session = _sessions.get((pid, policy))
         if session is None:
-            # A forked child inherits the parent's entry; drop it without closing it, since its
-            # sockets are shared with the parent and closing them would break the parent's pool.
-            _sessions.clear()
-            session = _sessions[pid] = _new_session()
+            # A forked child inherits the parent's entries; drop them without closing them, since
+            # their sockets are shared with the parent and closing them would break its pools.
+            for key in [key for key in _sessions if key[0] != pid]:
+                del _sessions[key]
+            session = _sessions[pid, policy] = _new_session(policy)
         return session

@@ -34,6 +34,7 @@ from mwap.settings import Settings
 from ops import processes
 from ops.fake_providers.control import FakeProviders
 from ops.processes import Child, wait_for
+from tasks.providers.outbound import DEV_LOOPBACK_ENV
 from worker.app import create_celery_app, publisher
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -112,6 +113,7 @@ class Stack:
             MWAP_ADMIN_API_KEY=self.admin_key,
             PYTHONUNBUFFERED="1",
             PROMETHEUS_MULTIPROC_DIR=str(reset_multiprocess_dir(self.root / "metrics")),
+            **DEV_LOOPBACK_ENV,  # the fake providers answer over http on loopback
         )
         self.env.update(self.overrides)
         values = {k.removeprefix("MWAP_").lower(): v for k, v in self.env.items() if k.startswith("MWAP_")}

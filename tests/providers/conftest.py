@@ -22,6 +22,7 @@ from tasks.providers import (
     Tokens,
     client_for,
 )
+from tasks.providers.outbound import DEV_LOOPBACK
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_DEADLINE = 30.0
@@ -146,6 +147,7 @@ def make_client(fake: FakeProviders, sleeps: list[float]) -> Callable[..., Provi
         options.setdefault("sleep", sleeps.append)
         options.setdefault("retry", RetryPolicy(max_attempts=3, backoff_base=0.05))
         options.setdefault("timeout", (3.05, 10.0))
+        options.setdefault("policy", DEV_LOOPBACK)  # the fake answers over http on loopback
         return client_for(config, tokens, **options)
 
     return make

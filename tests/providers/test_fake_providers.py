@@ -12,6 +12,7 @@ import requests
 from ops.fake_providers.control import FakeAccount, FakeControlError, FakeProviders
 from ops.fake_providers.demo import DEMO_ACCOUNTS, demo_tokens
 from tasks.providers import ProviderConfig, Tokens, client_for
+from tasks.providers.outbound import DEV_LOOPBACK
 
 type MakeAccount = Callable[..., FakeAccount]
 
@@ -24,7 +25,8 @@ def test_seeded_demo_server_serves_and_exits_cleanly_on_sigterm(
         for account_id, slug in DEMO_ACCOUNTS.items():
             access, refresh = demo_tokens(account_id)
             config = ProviderConfig.from_document(fake.document(slug))
-            client = client_for(config, Tokens(access, refresh, datetime.now(UTC) + timedelta(hours=1)))
+            tokens = Tokens(access, refresh, datetime.now(UTC) + timedelta(hours=1))
+            client = client_for(config, tokens, policy=DEV_LOOPBACK)
             assert client.account().email == f"{account_id}@example.test"
             assert sum(len(page.items) for page in client.changes(None)) == 16
 
