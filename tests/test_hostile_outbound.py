@@ -39,10 +39,12 @@ from tasks.providers import (
     OutboundPolicy,
     OutboundRefused,
     ProviderConfig,
+    ProviderError,
     RetryPolicy,
     Tokens,
     client_for,
 )
+from tasks.providers.base import MAX_RESPONSE_BYTES
 from tasks.providers.http import process_session
 from tasks.providers.outbound import DEV_LOOPBACK, PROVIDER_HOSTS, parse_extra_hosts
 from worker.base import Services
@@ -569,3 +571,54 @@ def test_jobs_of_a_provider_pointed_off_its_hosts_fail_before_any_request(
         assert "tokenUrl" in job["error"]["message"]
     assert foreign.connections == reached
     assert ipaddress.ip_address(foreign.host).is_loopback
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers too large to hold
+
+
+class EndlessBody:
+    """A loopback server answering every request with a chunked body that never ends."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            chunk = b"[" + b" " * 65533 + b"\r\n"
+            framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+            try:
+                while self.sent < 1024 * 1024 * 1024:  # a gigabyte, unless the client hangs up first
+                    conn.sendall(framed)
+                    self.sent += len(chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_an_endless_or_oversized_answer_is_refused_not_held(listen: Callable[..., Listener]) -> None:
+    endless = EndlessBody()
+    try:
+        client = drive_client(drive_config(f"http://127.0.0.1:{endless.port}"), DEV_LOOPBACK)
+        with pytest.raises(ProviderError, match="more than"):
+            client.account()
+        # Read no further than the bound (plus what was in flight), not the gigabyte on offer.
+        assert endless.sent < 4 * MAX_RESPONSE_BYTES
+    finally:
+        endless.close()
+    api = listen()
+    api.route("GET", "/drive/v3/about", body={"padding": "x" * (MAX_RESPONSE_BYTES + 1)})
+    client = drive_client(drive_config(api.url), DEV_LOOPBACK)
+    with pytest.raises(ProviderError, match=r"answered with \d+ bytes, more than"):
+        client.account()

@@ -274,8 +274,34 @@ type Refresher = Callable[[], Tokens]
 # Refresh before a call when the access token expires this soon, so predictable 401s never happen.
 REFRESH_AHEAD = 60.0
 THROTTLE_STATUSES = frozenset({429, 503})
+# The most a provider answer may hold: listings and token answers are kilobytes; a page of 1,000
+# Drive files is ~1 MB. A larger (or endless) body is an error, read no further, so a broken or
+# hostile endpoint cannot make a worker hold it in memory.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_REDIRECTS = 3  # a GET's redirects followed (to the provider's own hosts only)
 BODY_KWARGS = ("data", "json", "files")
+
+
+def _bounded(response: requests.Response, limit: int = MAX_RESPONSE_BYTES) -> requests.Response:
+    """``response`` with its body read, refusing (and closing) one longer than ``limit`` bytes."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ProviderError(
+            f"provider answered with {declared} bytes, more than {limit}", status=response.status_code
+        )
+    body = bytearray()
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise ProviderError(
+                f"provider answered with more than {limit} bytes", status=response.status_code
+            )
+    response._content = bytes(body)  # requests' own cache of the body: .content, .text and .json() read it
+    response._content_consumed = True
+    response.close()
+    return response
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -510,10 +536,16 @@ class ProviderClient(ABC):
         while True:
             self._request_count += 1
             response = self.session.request(
-                method, url, headers=headers, timeout=self._timeout, allow_redirects=False, **kwargs
+                method,
+                url,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
             )
             if not response.is_redirect:
-                return response
+                return _bounded(response)
             status, location = response.status_code, response.headers["location"]
             response.close()
             target = urljoin(response.url or url, location)
