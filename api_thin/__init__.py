@@ -1,6 +1,7 @@
 """The thin HTTP API: enqueue work, read results. No job runs inside a request."""
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from api_thin import observability, problems, routes
 from mwap.settings import Settings, load_or_exit
@@ -18,7 +19,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     # A producer-only Celery app: the API sends tasks by name and imports no task module.
     app.extensions["mwap_celery"] = create_celery_app(settings, include_tasks=False)
     problems.install(app)

@@ -11,6 +11,7 @@ from api_thin.problems import Problem
 from mwap import apikeys
 from mwap.ids import is_oid
 from mwap.settings import Settings
+from mwap.store import TenantBoundaryError
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mwap"'}
 
@@ -49,6 +50,13 @@ class Principal:
     def scope(self) -> str:
         """What an Idempotency-Key is scoped to: the tenant (all its keys) or the admin."""
         return "admin" if self.is_admin else f"tenant:{self.tenant_id}"
+
+    @property
+    def tenant(self) -> str:
+        """A tenant key's tenant id; the admin has none (the same refusal as the Store's)."""
+        if self.tenant_id is None:
+            raise TenantBoundaryError("a tenant id (ObjectId) is required")
+        return self.tenant_id
 
     @property
     def actor(self) -> dict[str, str]:

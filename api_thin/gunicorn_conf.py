@@ -40,13 +40,14 @@ def when_ready(server: object) -> None:
 # gunicorn's own lines (the access log, its errors) go through its own loggers, which do not
 # propagate to the platform's JSON handler: scrub them too (a key sent in a request path, the admin
 # key or Flower's password echoed in a URL), with the same filter as every other line.
+from gunicorn.config import Config  # noqa: E402
 from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
 
 from mwap.logs import RedactionFilter  # noqa: E402
 
 
 class RedactingLogger(_GunicornLogger):
-    def setup(self, cfg: object) -> None:
+    def setup(self, cfg: Config) -> None:
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:

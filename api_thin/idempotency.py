@@ -28,10 +28,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import Response, current_app, request, url_for
 from pydantic import BaseModel
+from pymongo.collection import Collection
 from redis import Redis
 from redis.commands.core import Script
 
@@ -40,7 +41,7 @@ from api_thin.auth import Principal
 from api_thin.problems import Problem
 from api_thin.schemas import BatchItemOut, BatchOut
 from mwap import ledger
-from mwap.store import Store
+from mwap.store import Document, Store, TenantCollection
 
 HEADER = "Idempotency-Key"
 PATTERN = r"^[!-~]{1,255}$"  # visible ASCII
@@ -227,10 +228,11 @@ def _fingerprint() -> str:
 def _jobs_now(principal: Principal, ids: list[str]) -> list[dict[str, Any]]:
     """The ledger documents of ``ids``, in that order (the caller's own only)."""
     store = Store(context.db())
+    collection: Collection[Document] | TenantCollection
     if principal.is_admin:
         collection = store.unscoped(ledger.COLLECTION)
     else:
-        collection = store.tenant(principal.tenant_id)[ledger.COLLECTION]
+        collection = store.tenant(principal.tenant)[ledger.COLLECTION]
     found = {doc["_id"]: doc for doc in collection.find({"_id": {"$in": sorted(set(ids))}})}
     if len(found) != len(set(ids)):
         raise Problem(
@@ -243,7 +245,8 @@ def _jobs_now(principal: Principal, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def _json(model: BaseModel, status: int) -> Response:
-    response = current_app.json.response(model.model_dump(mode="json", by_alias=True))
+    # Flask's provider builds app.response_class; its annotation names werkzeug's base class.
+    response = cast(Response, current_app.json.response(model.model_dump(mode="json", by_alias=True)))
     response.status_code = status
     return response
 

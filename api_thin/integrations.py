@@ -33,7 +33,7 @@ def find_integration(
     if principal.is_admin:
         doc = store.unscoped("cloudIntegrations").find_one({"_id": oid(integration_id)}, projection)
     else:
-        doc = store.tenant(principal.tenant_id)["cloudIntegrations"].find_one(
+        doc = store.tenant(principal.tenant)["cloudIntegrations"].find_one(
             {"_id": oid(integration_id)}, projection
         )
     if doc is None:
@@ -45,7 +45,7 @@ def _file(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "id": doc["_id"]}
 
 
-def _slugs(docs: list[dict[str, Any]]) -> dict[Any, str]:
+def _slugs(docs: list[dict[str, Any]]) -> dict[Any, str | None]:
     """Provider slugs by provider id, for the integrations shown (one query)."""
     ids = list({doc.get("providerId") for doc in docs})
     providers = (
@@ -60,7 +60,7 @@ def _public(doc: dict[str, Any]) -> dict[str, Any]:
 
 def list_integrations(call: Call) -> Reply:
     query: IntegrationListQuery = call.query
-    tenant_id = tenant_filter(call.principal, query.tenant_id)
+    tenant_id = tenant_filter(call.caller, query.tenant_id)
     find: dict[str, Any] = {}
     if query.status:
         find["status"] = query.status.value
@@ -93,13 +93,13 @@ def list_integrations(call: Call) -> Reply:
 
 
 def get_integration(call: Call) -> Reply:
-    doc = find_integration(call.principal, call.path["integrationId"])
+    doc = find_integration(call.caller, call.path["integrationId"])
     return Reply(200, IntegrationOut.model_validate(_public(doc)))
 
 
 def create_integration(call: Call) -> Reply:
     body = call.body
-    principal: Principal = call.principal
+    principal: Principal = call.caller
     if not principal.can_see(body.tenant_id):
         raise Problem(404, "No such tenant", errors=[{"pointer": "/tenantId", "detail": "no such tenant"}])
     try:
@@ -121,7 +121,7 @@ def create_integration(call: Call) -> Reply:
 
 
 def delete_integration(call: Call) -> Reply:
-    principal: Principal = call.principal
+    principal: Principal = call.caller
     integration_id = call.path["integrationId"]
     tenant_id = find_integration(principal, integration_id, {"tenantId": 1})["tenantId"]
     if not registry.delete_integration(context.db(), tenant_id, integration_id, actor=principal.actor):
@@ -139,7 +139,7 @@ def _cursor_id(value: str) -> Any:
 
 def list_files(call: Call) -> Reply:
     query: FileListQuery = call.query
-    integration = find_integration(call.principal, call.path["integrationId"], {"tenantId": 1})
+    integration = find_integration(call.caller, call.path["integrationId"], {"tenantId": 1})
     find: dict[str, Any] = {"integrationId": integration["_id"]}
     conditions: list[dict[str, Any]] = []
     folder = (query.path or "").rstrip("/")

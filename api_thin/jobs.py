@@ -61,7 +61,7 @@ def _visible_integrations(principal: Principal, ids: set[str]) -> dict[str, dict
     if principal.is_admin:
         found = store.unscoped("cloudIntegrations").find(query, {"tenantId": 1})
     else:
-        found = store.tenant(principal.tenant_id)["cloudIntegrations"].find(query, {"tenantId": 1})
+        found = store.tenant(principal.tenant)["cloudIntegrations"].find(query, {"tenantId": 1})
     docs = {str(doc["_id"]): doc for doc in found}
     live = _live_tenants({str(doc["tenantId"]) for doc in docs.values()})
     return {key: doc for key, doc in docs.items() if str(doc["tenantId"]) in live}
@@ -227,19 +227,19 @@ def _target(item: Any, pointer: str) -> Target:
 
 
 def create_job(call: Call) -> Reply:
-    [outcome] = submit(resolve(call.principal, [_target(call.body.root, "")]))
-    return job_reply(outcome, call.principal)
+    [outcome] = submit(resolve(call.caller, [_target(call.body.root, "")]))
+    return job_reply(outcome, call.caller)
 
 
 def create_job_batch(call: Call) -> Reply:
     targets = [_target(item, f"/jobs/{n}") for n, item in enumerate(call.body.jobs)]
-    outcomes = submit(resolve(call.principal, targets))
+    outcomes = submit(resolve(call.caller, targets))
     items = [
         BatchItemOut(
             status=202 if outcome.created else 200,
             created=outcome.created,
             location=_location(outcome.job["_id"]),
-            job=job_out(outcome.job, call.principal),
+            job=job_out(outcome.job, call.caller),
         )
         for outcome in outcomes
     ]
@@ -264,18 +264,18 @@ def trigger(job_type: str, name: str) -> Callable[[Call], Reply]:
             )
         else:
             target = Target(job_type, params, tenant_id=call.path["tenantId"])
-        [outcome] = submit(resolve(call.principal, [target]))
-        return job_reply(outcome, call.principal)
+        [outcome] = submit(resolve(call.caller, [target]))
+        return job_reply(outcome, call.caller)
 
     view.__name__ = view.__qualname__ = name
     return view
 
 
 def get_job(call: Call) -> Reply:
-    doc = ledger.get(context.db(), call.path["jobId"], tenant_id=call.principal.tenant_id)
+    doc = ledger.get(context.db(), call.path["jobId"], tenant_id=call.caller.tenant_id)
     if doc is None:
         raise Problem(404, "No such job")
-    return Reply(200, job_out(doc, call.principal))
+    return Reply(200, job_out(doc, call.caller))
 
 
 def tenant_filter(principal: Principal, requested: str | None) -> str | None:
@@ -294,7 +294,7 @@ def _utc(moment: datetime) -> datetime:
 
 def list_jobs(call: Call) -> Reply:
     query: JobListQuery = call.query
-    tenant_id = tenant_filter(call.principal, query.tenant_id)
+    tenant_id = tenant_filter(call.caller, query.tenant_id)
     find: dict[str, Any] = {}
     conditions: list[dict[str, Any]] = []
     if query.type:
@@ -335,7 +335,7 @@ def list_jobs(call: Call) -> Reply:
     if more:
         last = docs[-1]
         next_cursor = pagination.encode("jobs", t=pagination.to_millis(last["createdAt"]), id=last["_id"])
-    return Reply(200, JobPage(items=_jobs_out(docs, call.principal), next_cursor=next_cursor))
+    return Reply(200, JobPage(items=_jobs_out(docs, call.caller), next_cursor=next_cursor))
 
 
 def _jobs_out(docs: list[dict[str, Any]], principal: Principal) -> list[JobOut]:

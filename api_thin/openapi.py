@@ -6,6 +6,7 @@ in validation mode, answers in serialization mode) so shared definitions land on
 those other modules add, such as ``/metrics``) is registered, and kept for the app's life.
 """
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -94,7 +95,7 @@ def _headers(names: tuple[str, ...]) -> dict[str, Any]:
 def _operation(
     endpoint: Endpoint,
     settings: Any,
-    refs: dict[tuple[type[BaseModel], JsonSchemaMode], Any],
+    refs: Mapping[tuple[Any, JsonSchemaMode], Any],  # (model or pydantic dataclass, mode) -> $ref
     defs: dict[str, Any],
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {

@@ -47,7 +47,7 @@ TITLES = {
 }
 
 # A dependency that is down or unreachable: the client should retry later, not see a 500.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     kombu.exceptions.OperationalError,

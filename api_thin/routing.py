@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, current_app
 from pydantic import BaseModel
@@ -59,6 +59,13 @@ class Call:
     path: dict[str, str]
     query: Any = None
     body: Any = None
+
+    @property
+    def caller(self) -> Principal:
+        """The authenticated principal: every endpoint but the unauthenticated ones has one."""
+        if self.principal is None:
+            raise RuntimeError("an endpoint without authentication has no caller")
+        return self.principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +146,10 @@ def _render(endpoint: Endpoint, reply: Reply) -> Response:
     else:
         if not isinstance(reply.body, out.model):
             raise TypeError(f"{endpoint.operation_id} {reply.status}: expected {out.model.__name__}")
-        response = current_app.json.response(reply.body.model_dump(mode="json", by_alias=True))
+        # Flask's provider builds app.response_class; its annotation names werkzeug's base class.
+        response = cast(
+            Response, current_app.json.response(reply.body.model_dump(mode="json", by_alias=True))
+        )
         response.status_code = reply.status
     response.headers.update(reply.headers)
     return response

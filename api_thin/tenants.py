@@ -30,7 +30,7 @@ def find_tenant(principal: Principal, tenant_id: str) -> dict[str, Any]:
 
 def create_tenant(call: Call) -> Reply:
     try:
-        doc = registry.create_tenant(context.db(), call.body, actor=call.principal.actor)
+        doc = registry.create_tenant(context.db(), call.body, actor=call.caller.actor)
     except registry.ConflictError as error:
         raise Problem(409, "Tenant exists", detail=str(error)) from None
     location = url_for("get_tenant", tenantId=str(doc["_id"]))
@@ -38,14 +38,12 @@ def create_tenant(call: Call) -> Reply:
 
 
 def get_tenant(call: Call) -> Reply:
-    return Reply(200, TenantOut.from_document(find_tenant(call.principal, call.path["tenantId"])))
+    return Reply(200, TenantOut.from_document(find_tenant(call.caller, call.path["tenantId"])))
 
 
 def create_provider(call: Call) -> Reply:
     try:
-        doc = registry.create_provider(
-            context.db(), context.key_ring(), call.body, actor=call.principal.actor
-        )
+        doc = registry.create_provider(context.db(), context.key_ring(), call.body, actor=call.caller.actor)
     except registry.ConflictError as error:
         raise Problem(409, "Provider exists", detail=str(error)) from None
     return Reply(201, ProviderOut.model_validate(registry.public_provider(doc)))
@@ -57,7 +55,7 @@ def _midnight(day: date) -> datetime:
 
 def get_usage(call: Call) -> Reply:
     query: UsageQuery = call.query
-    principal: Principal = call.principal
+    principal: Principal = call.caller
     tenant_id = call.path["tenantId"]
     end = query.end or datetime.now(UTC).date()
     start = query.start or end - timedelta(days=DEFAULT_USAGE_DAYS - 1)

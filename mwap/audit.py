@@ -7,6 +7,7 @@ from pymongo.database import Database
 
 from mwap.ids import oid
 from mwap.ledger import now
+from mwap.store import Document
 
 SYSTEM = {"type": "system", "id": "mwap"}
 
@@ -32,7 +33,7 @@ def entry(
     }
 
 
-def record(db: Database, **fields: Any) -> dict[str, Any]:
+def record(db: Database[Document], **fields: Any) -> dict[str, Any]:
     """Append one audit document (see ``entry`` for the fields) and return it."""
     document = entry(**fields)
     db["auditLogs"].insert_one(document)

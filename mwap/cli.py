@@ -72,8 +72,9 @@ def _json_flag(command: Callable) -> Callable:
     """Accept --json after the subcommand too (``mwap db init --json``)."""
 
     def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-        if value:
-            ctx.find_object(Context).as_json = True
+        found = ctx.find_object(Context)
+        if value and found is not None:
+            found.as_json = True
         return value
 
     return click.option(
@@ -253,9 +254,9 @@ def read_secret(source: TextIO | None, name: str, envvar: str, what: str, *, req
         if not value:
             raise click.UsageError(f"--{name}-file: {where} is empty")
         return value
-    value = os.environ.get(envvar)
-    if value:
-        return value
+    from_env = os.environ.get(envvar)
+    if from_env:
+        return from_env
     if not required:
         return None
     if sys.stdin.isatty():
@@ -345,7 +346,7 @@ def providers() -> None:
 @click.option("--created-by", default="mwap-tasks", show_default=True)
 @_json_flag
 @pass_ctx
-def providers_add(ctx: Context, **options: Any) -> None:
+def providers_add(ctx: Context, /, **options: Any) -> None:
     """Register a provider (the client secret is stored encrypted).
 
     The client secret comes from --client-secret-file (a file, or - for standard input), from
@@ -399,7 +400,7 @@ def integrations() -> None:
 @click.option("--project", "project_ids", multiple=True, help="Project id to link (repeatable).")
 @_json_flag
 @pass_ctx
-def integrations_add(ctx: Context, **options: Any) -> None:
+def integrations_add(ctx: Context, /, **options: Any) -> None:
     """Register an integration; its tokens are stored encrypted and never printed.
 
     Tokens come from --access-token-file / --refresh-token-file (a file, or - for standard input),
@@ -575,7 +576,7 @@ def jobs_list(
     """Recent jobs, newest first."""
     if tenant_id and not is_oid(tenant_id):
         raise click.BadParameter("--tenant must be a 24-hex id")
-    query = {k: v for k, v in {"type": job_type, "status": status}.items() if v}
+    query: dict[str, Any] = {k: v for k, v in {"type": job_type, "status": status}.items() if v}
     if tenant_id:
         query["tenantId"] = oid(tenant_id)
     rows = list(ctx.db["jobs"].find(query).sort([("createdAt", -1), ("_id", -1)]).limit(limit))

@@ -25,7 +25,7 @@ CREATED_BY = "mwap-demo-seed"
 
 # Natural keys, as the backend's unique indexes define them: tenants by ownerId, projects by
 # (tenant, name), providers by slug, integrations by (tenant, provider).
-TENANTS = [
+TENANTS: list[dict[str, Any]] = [
     {
         "ownerId": "auth0|demo-acme-owner",
         "name": "Acme Corp (demo)",
@@ -78,6 +78,8 @@ def seed(
                 found = registry.create_tenant(db, registry.TenantCreate.model_validate(tenant), actor=ACTOR)
             except registry.ConflictError:  # created concurrently, or same owner under another name
                 found = db["tenants"].find_one({"ownerId": tenant["ownerId"]}, {"_id": 1})
+        if found is None:
+            raise RuntimeError(f"tenant of {tenant['ownerId']} neither created nor found")
         tenants[tenant["ownerId"]] = found["_id"]
     progress(f"tenants: {', '.join(str(t) for t in tenants.values())}")
 
@@ -109,6 +111,8 @@ def seed(
             upsert=True,
         )
         project = db["projects"].find_one({"tenantId": tenant_id, "name": name}, {"integrations": 1})
+        if project is None:
+            raise RuntimeError(f"project {name} not found after its upsert")
         linked = {link.get("integrationId") for link in project.get("integrations") or []}
         missing = [
             {"integrationId": integrations[a], "enabled": True}

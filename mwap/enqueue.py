@@ -16,6 +16,7 @@ from redis import Redis
 
 from mwap import leases, ledger
 from mwap.jobtypes import JOB_TYPES, Scope
+from mwap.store import Document
 
 # Publishes one job: (task name, job id, queue, headers).
 Publisher = Callable[[str, str, str, dict[str, str]], None]
@@ -53,7 +54,7 @@ class Enqueued:
 
 
 def enqueue(
-    db: Database,
+    db: Database[Document],
     redis: Redis,
     publish: Publisher,
     requests: Sequence[JobRequest],
@@ -81,7 +82,7 @@ def enqueue(
 
 
 def _enqueue_unique(
-    db: Database,
+    db: Database[Document],
     redis: Redis,
     publish: Publisher,
     requests: Sequence[JobRequest],
@@ -135,7 +136,11 @@ def _enqueue_unique(
 
 
 def _claim_leases(
-    db: Database, redis: Redis, requests: Sequence[JobRequest], drafts: list[dict[str, Any]], lease_ttl: int
+    db: Database[Document],
+    redis: Redis,
+    requests: Sequence[JobRequest],
+    drafts: list[dict[str, Any]],
+    lease_ttl: int,
 ) -> tuple[dict[int, str], dict[str, dict[str, Any]]]:
     """Take each request's lease for its draft; returns {request index: open job id} for the
     requests whose lease another open job holds, and those jobs' documents."""
@@ -152,7 +157,7 @@ def _claim_leases(
             )
         }
         for (i, lease_key), holder in zip(blocked, holder_ids, strict=True):
-            if holder in open_jobs:
+            if holder is not None and holder in open_jobs:
                 existing[i] = holder
             elif not leases.take_over(redis, lease_key, holder or "", drafts[i]["_id"], lease_ttl):
                 # Someone else took it between our reads: their job is the open one.
@@ -166,7 +171,7 @@ def _claim_leases(
     return existing, found
 
 
-def _abandon(db: Database, redis: Redis, drafts: list[dict[str, Any]], error: Exception) -> None:
+def _abandon(db: Database[Document], redis: Redis, drafts: list[dict[str, Any]], error: Exception) -> None:
     """Jobs that could not be published are failed (the caller answers 503) and their leases freed."""
     for draft in drafts:
         ledger.fail(
@@ -180,7 +185,7 @@ def _abandon(db: Database, redis: Redis, drafts: list[dict[str, Any]], error: Ex
 
 
 def cancel_integration_jobs(
-    db: Database, redis: Redis, integration_id: ObjectId | str, *, reason: str
+    db: Database[Document], redis: Redis, integration_id: ObjectId | str, *, reason: str
 ) -> int:
     """Seed ``cancelJobsForIntegration``: every open job about the integration becomes ``cancelled``
     and its lease is freed. A job a worker is running stops at its next checkpoint (sync) or

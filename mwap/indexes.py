@@ -5,6 +5,7 @@ changed definition fails loudly (MongoDB refuses a different index under an exis
 """
 
 import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from mwap.settings import Settings
+from mwap.store import Document
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ def indexes(settings: Settings) -> list[Index]:
     ]
 
 
-def ensure_indexes(db: Database, settings: Settings) -> list[str]:
+def ensure_indexes(db: Database[Document], settings: Settings) -> list[str]:
     """Create every missing index; returns the ``collection.name`` of those created."""
     existing = _existing(db)
     created = []
@@ -149,7 +151,7 @@ def ensure_indexes(db: Database, settings: Settings) -> list[str]:
     return created
 
 
-def missing_indexes(db: Database, settings: Settings) -> list[str]:
+def missing_indexes(db: Database[Document], settings: Settings) -> list[str]:
     """``collection.name`` of every expected index that does not exist."""
     existing = _existing(db)
     return [
@@ -159,12 +161,12 @@ def missing_indexes(db: Database, settings: Settings) -> list[str]:
     ]
 
 
-def _existing(db: Database) -> dict[str, dict[str, dict[str, Any]]]:
+def _existing(db: Database[Document]) -> dict[str, MutableMapping[str, Any]]:
     names = set(db.list_collection_names())
     return {name: db[name].index_information() for name in names}
 
 
-def warn_if_missing(db: Database, settings: Settings, component: str) -> list[str]:
+def warn_if_missing(db: Database[Document], settings: Settings, component: str) -> list[str]:
     """Log which indexes are missing (run ``mwap db init``); never fails the caller."""
     try:
         missing = missing_indexes(db, settings)

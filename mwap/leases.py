@@ -49,7 +49,7 @@ def acquire_many(redis: Redis, leases: Sequence[tuple[str, str]], ttl: int) -> l
 def holders(redis: Redis, lease_keys: Sequence[str]) -> list[str | None]:
     if not lease_keys:
         return []
-    return [value.decode() if value is not None else None for value in redis.mget(lease_keys)]
+    return [_text(value) if value is not None else None for value in redis.mget(lease_keys)]
 
 
 def take_over(redis: Redis, lease_key: str, stale_owner: str, owner: str, ttl: int) -> bool:
@@ -58,7 +58,7 @@ def take_over(redis: Redis, lease_key: str, stale_owner: str, owner: str, ttl: i
     try:
         pipe.watch(lease_key)
         current = pipe.get(lease_key)
-        if current is not None and current.decode() != stale_owner:
+        if current is not None and _text(current) != stale_owner:
             return False
         pipe.multi()
         pipe.set(lease_key, owner, ex=ttl)
@@ -103,3 +103,8 @@ def acquire_slot(redis: Redis, slots_key: str, holder: str, *, limit: int, ttl: 
 
 def release_slot(redis: Redis, slots_key: str, holder: str) -> None:
     redis.zrem(slots_key, holder)
+
+
+def _text(value: bytes | str) -> str:
+    """A stored owner as text: the clients here return bytes, redis-py's types allow either."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -16,6 +16,7 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 
 from mwap.ids import oid
+from mwap.store import Document
 
 COLLECTION = "jobs"
 
@@ -75,7 +76,7 @@ def new_job(
     }
 
 
-def start(db: Database, job_id: str, *, worker: str) -> dict[str, Any] | None:
+def start(db: Database[Document], job_id: str, *, worker: str) -> dict[str, Any] | None:
     """Mark a job running and count the attempt; None when it is already final or unknown.
 
     ``running`` is accepted as a starting state: a message redelivered after its worker died
@@ -92,7 +93,7 @@ def start(db: Database, job_id: str, *, worker: str) -> dict[str, Any] | None:
 
 
 def _finish(
-    db: Database, job_id: str, status: Status, fields: dict[str, Any], started_at: datetime | None
+    db: Database[Document], job_id: str, status: Status, fields: dict[str, Any], started_at: datetime | None
 ) -> bool:
     finished = now()
     duration = int((finished - started_at).total_seconds() * 1000) if started_at else None
@@ -104,18 +105,20 @@ def _finish(
 
 
 def succeed(
-    db: Database, job_id: str, result: dict[str, Any] | None, *, started_at: datetime | None = None
+    db: Database[Document], job_id: str, result: dict[str, Any] | None, *, started_at: datetime | None = None
 ) -> bool:
     """Record success with the job's result summary. False when the job was already final."""
     return _finish(db, job_id, Status.SUCCEEDED, {"result": result, "error": None}, started_at)
 
 
-def fail(db: Database, job_id: str, error: dict[str, Any], *, started_at: datetime | None = None) -> bool:
+def fail(
+    db: Database[Document], job_id: str, error: dict[str, Any], *, started_at: datetime | None = None
+) -> bool:
     """Record final failure. False when the job was already final."""
     return _finish(db, job_id, Status.FAILED, {"error": error}, started_at)
 
 
-def retrying(db: Database, job_id: str, error: dict[str, Any]) -> None:
+def retrying(db: Database[Document], job_id: str, error: dict[str, Any]) -> None:
     """Record that an attempt failed and the job will run again."""
     entry = {"at": now(), "error": error}
     db[COLLECTION].update_one(
@@ -124,7 +127,7 @@ def retrying(db: Database, job_id: str, error: dict[str, Any]) -> None:
     )
 
 
-def defer(db: Database, job_id: str) -> None:
+def defer(db: Database[Document], job_id: str) -> None:
     """Put a started job back to queued without counting the attempt (it never ran its body)."""
     db[COLLECTION].update_one(
         {"_id": job_id, "status": Status.RUNNING.value},
@@ -135,7 +138,7 @@ def defer(db: Database, job_id: str) -> None:
     )
 
 
-def cancel(db: Database, query: dict[str, Any], *, reason: str) -> list[dict[str, Any]]:
+def cancel(db: Database[Document], query: dict[str, Any], *, reason: str) -> list[dict[str, Any]]:
     """Mark every open job matching ``query`` cancelled; returns them (``_id``, ``leaseKey``).
 
     A cancelled job that a worker already holds finds itself final at its next ledger write and
@@ -157,7 +160,7 @@ def cancel(db: Database, query: dict[str, Any], *, reason: str) -> list[dict[str
     return found
 
 
-def get(db: Database, job_id: str, *, tenant_id: ObjectId | str | None) -> dict[str, Any] | None:
+def get(db: Database[Document], job_id: str, *, tenant_id: ObjectId | str | None) -> dict[str, Any] | None:
     """A job by id; with a tenant id, only that tenant's job (None for another tenant's)."""
     query: dict[str, Any] = {"_id": job_id}
     if tenant_id is not None:

@@ -90,7 +90,7 @@ def settings_secrets(settings: object) -> list[str]:
     values: list[str] = []
     for name in type(settings).model_fields:  # type: ignore[attr-defined]
         value = getattr(settings, name, None)
-        if hasattr(value, "get_secret_value"):
+        if value is not None and hasattr(value, "get_secret_value"):
             secret = value.get_secret_value()
             values.append(secret)
             # "kid:key,kid:key" and "user:password": each part leaks on its own too.
@@ -163,9 +163,10 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
+        kind = type(value)
         if len(value) == 2 and isinstance(value[0], str) and is_sensitive_name(value[0]):
-            return type(value)([value[0], FILTERED])
-        return type(value)(redact(item, _depth=_depth + 1) for item in value)
+            return kind([value[0], FILTERED])
+        return kind(redact(item, _depth=_depth + 1) for item in value)
     return value
 
 
@@ -280,7 +281,7 @@ def settings_hosts(settings: object) -> set[str]:
 def settings_key_ids(settings: object) -> set[str]:
     """The key ids of the encryption key ring (``kid:key,kid:key``)."""
     keys = getattr(settings, "encryption_keys", None)
-    if not hasattr(keys, "get_secret_value"):
+    if keys is None or not hasattr(keys, "get_secret_value"):
         return set()
     return {kid for part in re.split(r"[,\s]+", keys.get_secret_value()) if (kid := part.partition(":")[0])}
 

@@ -14,6 +14,7 @@ report, not a crash, and the next run with the key converts them.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.database import Database
@@ -62,9 +63,9 @@ def rotate(
     report = RotationReport()
     for collection, fields in SECRET_FIELDS.items():
         projection = {"tenantId": 1, **dict.fromkeys(fields, 1)}
-        last_id = None
+        last_id: Any = None
         while True:
-            query = {} if last_id is None else {"_id": {"$gt": last_id}}
+            query: dict[str, Any] = {} if last_id is None else {"_id": {"$gt": last_id}}
             batch = list(db[collection].find(query, projection).sort("_id", 1).limit(batch_size))
             if not batch:
                 break

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import sentry_sdk
 from celery.exceptions import Retry
@@ -34,6 +34,7 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.flask import FlaskIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.transport import Transport
+from sentry_sdk.types import Event, Hint
 
 from mwap import logs, redact
 
@@ -45,6 +46,11 @@ _TAGS = {
     "integrationId": "integration_id",
     "requestId": "request_id",
 }
+
+
+# Sentry hands its hooks plain dicts; its ``Event`` TypedDict documents their usual keys, and the
+# hooks here read and rewrite them as the dicts they are.
+type _EventHook = Callable[[Event, Hint], Event | None]
 
 
 def init_sentry(
@@ -79,8 +85,8 @@ def init_sentry(
             FlaskIntegration(transaction_style="url"),
             LoggingIntegration(level=logging.INFO, event_level=logging.ERROR),
         ],
-        before_send=before_send,
-        before_send_transaction=before_send_transaction,
+        before_send=cast(_EventHook, before_send),
+        before_send_transaction=cast(_EventHook, before_send_transaction),
         before_breadcrumb=before_breadcrumb,
         transport=transport,
     )

@@ -187,7 +187,7 @@ def describe_errors(error: ValidationError) -> str:
 def get_settings() -> Settings:
     """The process's settings, read from the environment on first call."""
     try:
-        return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+        return Settings()
     except ValidationError as error:
         raise SettingsError(describe_errors(error)) from None
 

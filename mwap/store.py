@@ -22,6 +22,9 @@ from mwap.ids import InvalidIdError, is_oid, oid
 
 logger = logging.getLogger(__name__)
 
+# pymongo's default document class: what every collection of the platform reads and writes.
+type Document = dict[str, Any]
+
 TENANT_FIELD = "tenantId"
 TENANT_OWNED = frozenset(
     {"projects", "cloudIntegrations", "virtualFiles", "auditLogs", "usageDaily", "apiKeys", "jobs"}
@@ -92,7 +95,7 @@ def _same(value: object, tenant_id: ObjectId) -> bool:
 class TenantCollection:
     """One tenant's view of a tenant-owned collection."""
 
-    def __init__(self, collection: Collection, tenant_id: ObjectId | str) -> None:
+    def __init__(self, collection: Collection[Document], tenant_id: ObjectId | str) -> None:
         self.collection = collection
         self.tenant_id = tenant_oid(tenant_id)
 
@@ -110,7 +113,7 @@ class TenantCollection:
         scoped[TENANT_FIELD] = self.tenant_id
         return scoped
 
-    def _check_update(self, update: Mapping[str, Any] | list) -> None:
+    def _check_update(self, update: Mapping[str, Any] | list[Any]) -> None:
         """Refuse any update that could change, drop or move ``tenantId`` (see ``check_update``)."""
         problem = check_update(update, self.tenant_id)
         if problem:
@@ -124,10 +127,10 @@ class TenantCollection:
         return stamped
 
     # Reads
-    def find(self, query: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Cursor:
+    def find(self, query: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Cursor[Document]:
         return self.collection.find(self.scoped(query), *args, **kwargs)
 
-    def find_one(self, query: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> dict | None:
+    def find_one(self, query: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Document | None:
         return self.collection.find_one(self.scoped(query), *args, **kwargs)
 
     def count_documents(self, query: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
@@ -154,7 +157,7 @@ class TenantCollection:
         self._check_update(update)
         return self.collection.update_many(self.scoped(query), update, **kwargs)
 
-    def find_one_and_update(self, query: Mapping[str, Any], update: Any, **kwargs: Any) -> dict | None:
+    def find_one_and_update(self, query: Mapping[str, Any], update: Any, **kwargs: Any) -> Document | None:
         self._check_update(update)
         return self.collection.find_one_and_update(self.scoped(query), update, **kwargs)
 
@@ -212,7 +215,7 @@ def check_pipeline(pipeline: list[dict[str, Any]], depth: int = 0) -> str | None
     return None
 
 
-def check_update(update: Mapping[str, Any] | list, tenant_id: ObjectId) -> str | None:
+def check_update(update: Mapping[str, Any] | list[Any], tenant_id: ObjectId) -> str | None:
     """Why ``update`` could change, drop or move the tenant field, or None if it cannot.
 
     Operator updates may use only the known field operators, none naming ``tenantId`` (or a path
@@ -244,7 +247,7 @@ def _check_fields(operator: str, fields: Mapping[str, Any], tenant_id: ObjectId)
     return None
 
 
-def _check_pipeline_update(stages: list) -> str | None:
+def _check_pipeline_update(stages: list[Any]) -> str | None:
     for stage in stages:
         if not isinstance(stage, Mapping) or len(stage) != 1:
             return "has a malformed pipeline stage"
@@ -262,7 +265,7 @@ def _check_pipeline_update(stages: list) -> str | None:
 class TenantScope:
     """Every tenant-owned collection of one tenant."""
 
-    def __init__(self, db: Database, tenant_id: ObjectId | str) -> None:
+    def __init__(self, db: Database[Document], tenant_id: ObjectId | str) -> None:
         self.db = db
         self.tenant_id = tenant_oid(tenant_id)
 
@@ -272,25 +275,25 @@ class TenantScope:
         return TenantCollection(self.db[name], self.tenant_id)
 
     @property
-    def tenant(self) -> dict | None:
+    def tenant(self) -> Document | None:
         return self.db["tenants"].find_one({"_id": self.tenant_id})
 
 
 class Store:
     """The entry point: tenant scopes, global collections, and named unscoped access."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database[Document]) -> None:
         self.db = db
 
     def tenant(self, tenant_id: ObjectId | str) -> TenantScope:
         return TenantScope(self.db, tenant_id)
 
-    def global_collection(self, name: str) -> Collection:
+    def global_collection(self, name: str) -> Collection[Document]:
         if name not in GLOBAL:
             raise KeyError(f"{name} is tenant-owned: use Store.tenant(...)[{name!r}]")
         return self.db[name]
 
-    def unscoped(self, name: str) -> Collection:
+    def unscoped(self, name: str) -> Collection[Document]:
         """Cross-tenant access for dispatchers and operators' tools only."""
         return self.db[name]
 

@@ -4,38 +4,28 @@
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 
-find_python() {
-  local candidate
-  for candidate in "${MWAP_PYTHON:-}" "$(command -v python3.13 2>/dev/null)" \
-      "$HOME"/.pyenv/versions/3.13*/bin/python3.13 /root/.pyenv/versions/3.13*/bin/python3.13 \
-      /usr/local/bin/python3.13 /usr/bin/python3.13; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import sys, venv; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
-      echo "$candidate"
-      return 0
-    fi
-  done
-  return 1
-}
+source "$root/ops/python.sh"
 
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then
-  python="$(find_python)" || {
-    echo "ops: Python 3.13 not found. Install it (e.g. 'pyenv install 3.13' or 'apt-get install python3.13 python3.13-venv'), or point MWAP_PYTHON at it." >&2
-    exit 1
-  }
+  python="$(find_python)" || no_python
   echo "ops: creating $venv with $python" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv"
 fi
 
-# Reinstall only when the project's metadata changed since the last install.
+# Install from the lock (every package pinned and hash-checked), then the project itself, editable and
+# without resolving anything more. Again only when the lock or the project's metadata changed.
+lock="$root/requirements/dev.lock"
+[ -f "$lock" ] || { echo "ops: $lock is missing: run ops/lock to make it." >&2; exit 1; }
 stamp="$venv/.mwap-install-stamp"
-want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+want="$(cat "$lock" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "ops: installing mwap-tasks and its dependencies into $venv" >&2
+  echo "ops: installing mwap-tasks and its locked dependencies into $venv" >&2
   # Some machines' pip configuration names local indexes that do not exist; their warnings are noise.
-  pip_quiet() { "$venv/bin/python" -m pip --quiet --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" >&2 || true; }
-  pip_quiet install --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[dev]" 2> >(grep -v "^WARNING: Location" >&2)
+  pip_quiet() { "$venv/bin/python" -m pip --quiet --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+  pip_quiet install --upgrade pip || true
+  pip_quiet install --require-hashes -r "$lock"
+  pip_quiet install --no-deps -e "$root"
   echo "$want" > "$stamp"
 fi
 

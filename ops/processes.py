@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PYTHON = sys.executable
 CELERY_APP = "worker.entry:celery_app"
@@ -177,9 +178,10 @@ def start_mongo(
 def _mongo_pings(port: int) -> bool:
     import pymongo  # noqa: PLC0415 - only the readiness probe needs the driver
 
-    with pymongo.MongoClient(
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=500
-    ) as client:
+    )
+    with client:
         return client.admin.command("ping").get("ok") == 1
 
 

@@ -179,8 +179,8 @@ def aggregate_usage(self: JobTask, job: Job) -> dict[str, Any]:
     except Skip as skip:
         return {"skipped": str(skip)}
     days = window(job.params, now().date())
-    documents = aggregate(services, job.tenant_id, days)
-    counters = update_seed_counters(services, job.tenant_id)
+    documents = aggregate(services, job.tenant, days)
+    counters = update_seed_counters(services, job.tenant)
     if isinstance(counters.get("lastActivity"), datetime):
         counters["lastActivity"] = counters["lastActivity"].isoformat()
     return {"days": [d["day"].date().isoformat() for d in documents], "tenant": counters}

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 from itertools import batched
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from bson import ObjectId
 from celery import shared_task
@@ -127,7 +127,13 @@ def dispatch_tenants(services: Services, app: Any, job_type: str) -> dict[str, i
 
 # Dispatcher task names: "dispatch.<job type>". They are scheduler plumbing, not jobs: no ledger
 # documents of their own (each job they create has one), and an expired tick is simply dropped.
-_DISPATCH_OPTIONS = {"bind": True, "acks_late": True, "ignore_result": True}
+class _DispatchOptions(TypedDict):
+    bind: Literal[True]
+    acks_late: bool
+    ignore_result: bool
+
+
+_DISPATCH_OPTIONS: _DispatchOptions = {"bind": True, "acks_late": True, "ignore_result": True}
 
 
 @shared_task(name="dispatch.integration.health_check", **_DISPATCH_OPTIONS)

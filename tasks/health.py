@@ -53,7 +53,9 @@ def breaker(services: Services, slug: str) -> pybreaker.CircuitBreaker:
 
 def breaker_state(redis: Redis, slug: str) -> str:
     state = redis.get(f"mwap:breaker:{slug}:pybreaker:state")
-    return state.decode() if state else pybreaker.STATE_CLOSED
+    if not state:
+        return pybreaker.STATE_CLOSED
+    return state.decode() if isinstance(state, bytes) else state
 
 
 def _record(conn: Connection, *, ok: bool, error: str | None = None) -> dict[str, Any]:
@@ -140,6 +142,6 @@ def check(services: Services, tenant_id: ObjectId | str, integration_id: ObjectI
 def health_check(self: JobTask, job: Job) -> dict[str, Any]:
     # No retries: a failed probe is an outcome (recorded in health); the next tick probes again.
     try:
-        return check(self.services(), job.tenant_id, job.subject["integrationId"])
+        return check(self.services(), job.tenant, job.subject["integrationId"])
     except Skip as skip:
         return {"skipped": str(skip)}

@@ -208,7 +208,9 @@ def open_connection(
     from tasks import tokens  # noqa: PLC0415 - tokens builds connections too; import at use breaks the cycle
 
     integration, integrations = load(services, tenant_id, integration_id)
-    tenant_id, integration_id = integration["tenantId"], integration["_id"]
+    # From here on, the ids as stored (ObjectIds), whichever form the caller named them in.
+    stored_tenant_id: ObjectId = integration["tenantId"]
+    stored_integration_id: ObjectId = integration["_id"]
     provider = (
         Store(services.db).global_collection("cloudProviders").find_one({"_id": integration["providerId"]})
     )
@@ -219,12 +221,12 @@ def open_connection(
         current = tokens_of(services.ring, integration)
     except LegacyKeyMissingError as error:
         # An operator's setting is missing, not a broken integration: fail this job, change nothing.
-        raise IntegrationBroken(f"integration {integration_id}: {error}") from None
+        raise IntegrationBroken(f"integration {stored_integration_id}: {error}") from None
     except CryptoError as error:
         mark_error(
             services,
-            tenant_id,
-            integration_id,
+            stored_tenant_id,
+            stored_integration_id,
             f"credentials unreadable: {error}",
             action="integration.error",
         )
@@ -233,8 +235,10 @@ def open_connection(
     client = client_for(
         config,
         current,
-        refresher=lambda: tokens.refresh_single_flight(services, tenant_id, integration_id, seen=current),
+        refresher=lambda: tokens.refresh_single_flight(
+            services, stored_tenant_id, stored_integration_id, seen=current
+        ),
         timeout=(settings.provider_connect_timeout, settings.provider_read_timeout),
         retry=RetryPolicy(max_inline_wait=settings.provider_max_inline_wait),
     )
-    return Connection(services, tenant_id, integration, provider, client, integrations)
+    return Connection(services, stored_tenant_id, integration, provider, client, integrations)

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from celery import shared_task
 from redis import Redis
@@ -51,16 +51,18 @@ def broker_job_ids(redis: Redis, *, held_for: float) -> set[str] | None:
     for key in keys:
         for raw in redis.lrange(key, 0, -1):
             ids.add(_job_id(json.loads(raw)))
-    delivered = {tag.decode(): score for tag, score in redis.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
+    # withscores on a client that does not decode responses: (member bytes, score) pairs.
+    scored = cast(list[tuple[bytes, float]], redis.zrange(UNACKED_INDEX, 0, -1, withscores=True))
+    delivered = {tag.decode(): score for tag, score in scored}
     cutoff = time.time() - held_for
-    for tag, entry in redis.hgetall(UNACKED).items():
+    unacked = cast(dict[bytes, bytes], redis.hgetall(UNACKED))
+    for tag, entry in unacked.items():
         message = json.loads(entry)[0]  # kombu stores [message, exchange, routing key]
         eta = (message.get("headers") or {}).get("eta")
         ahead = eta is not None and datetime.fromisoformat(eta).timestamp() > time.time()
         if ahead or delivered.get(tag.decode(), time.time()) > cutoff:
             ids.add(_job_id(message))
-    ids.discard(None)
-    return ids
+    return {job_id for job_id in ids if job_id is not None}
 
 
 def _job_id(message: dict[str, Any]) -> str | None:
@@ -85,7 +87,10 @@ def free_execution_lock(
     younger than ``min_age`` is left alone: its worker may not list the job as executing yet.
     """
     key = f"mwap:exec:{job_id}"
-    holder, ttl = redis.pipeline(transaction=False).get(key).ttl(key).execute()
+    pipe = redis.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.ttl(key)
+    holder, ttl = pipe.execute()
     if holder is None or 0 <= lock_ttl - ttl < min_age:
         return False
     if job_id in executing.get(holder.decode().split(":", 1)[0], ()):

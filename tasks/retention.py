@@ -86,6 +86,6 @@ def apply(services: Services, tenant_id: ObjectId | str, *, dry_run: bool) -> di
 @shared_task(bind=True, base=JobTask, name="tenant.apply_retention")
 def apply_retention(self: JobTask, job: Job) -> dict[str, Any]:
     try:
-        return apply(self.services(), job.tenant_id, dry_run=bool(job.params.get("dryRun")))
+        return apply(self.services(), job.tenant, dry_run=bool(job.params.get("dryRun")))
     except Skip as skip:
         return {"skipped": str(skip)}

@@ -345,7 +345,7 @@ def check_project_link(
 def run_sync(task: JobTask, job: Job, *, project_id: str | None) -> dict[str, Any]:
     """The body of both sync jobs: retries resume from the checkpoint, long runs continue later."""
     services = task.services()
-    tenant_id, integration_id = job.tenant_id, job.subject["integrationId"]
+    tenant_id, integration_id = job.tenant, job.subject["integrationId"]
     try:
         if project_id is not None:
             check_project_link(services, tenant_id, project_id, integration_id)

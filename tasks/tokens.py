@@ -220,7 +220,7 @@ def start_cooldown(
 @shared_task(bind=True, base=JobTask, name="integration.refresh_token", max_retries=MAX_RETRIES)
 def refresh_token(self: JobTask, job: Job) -> dict[str, Any]:
     services = self.services()
-    tenant_id, integration_id = job.tenant_id, job.subject["integrationId"]
+    tenant_id, integration_id = job.tenant, job.subject["integrationId"]
     try:
         return refresh_job(services, tenant_id, integration_id, force=bool(job.params.get("force")))
     except Skip as skip:

@@ -22,11 +22,24 @@ TASK_MODULES = [
 ]
 
 
-def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
+class MwapCelery(Celery):
+    """A Celery app that carries the Settings it was built from."""
+
+    mwap_settings: Settings  # read by tasks through self.app, never from the environment
+
+
+def settings_of(app: Celery) -> Settings:
+    """The Settings of an app built by ``create_celery_app``."""
+    if not isinstance(app, MwapCelery):
+        raise TypeError(f"{app!r} was not built by worker.app.create_celery_app")
+    return app.mwap_settings
+
+
+def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> MwapCelery:
     """A Celery app for the worker and beat, or, with ``include_tasks=False``, for producers
     (the API) that only send tasks by name."""
-    app = Celery("mwap", include=TASK_MODULES if include_tasks else [])
-    app.mwap_settings = settings  # read by tasks through self.app, never from the environment
+    app = MwapCelery("mwap", include=TASK_MODULES if include_tasks else [])
+    app.mwap_settings = settings
     app.conf.update(
         broker_url=settings.redis_url,
         broker_connection_retry_on_startup=True,

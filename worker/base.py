@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pymongo.errors
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Reject, WorkerLostError
 from celery.worker.request import Request
 from pymongo.database import Database
@@ -24,7 +24,9 @@ from mwap.connections import mongo_db, redis_client
 from mwap.crypto import KeyRing
 from mwap.ids import is_oid, oid
 from mwap.settings import Settings
-from worker.app import publisher
+from mwap.store import TenantBoundaryError
+from worker.app import publisher, settings_of
+from worker.delivery import delivery_of
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,13 @@ class Job:
     attempts: int
     created_at: datetime
     lease_key: str | None = None
+
+    @property
+    def tenant(self) -> str:
+        """The tenant of a tenant-, integration- or project-scoped job (they always have one)."""
+        if self.tenant_id is None:
+            raise TenantBoundaryError("a tenant id (ObjectId) is required")
+        return self.tenant_id
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> "Job":
@@ -81,14 +90,14 @@ def key_ring(settings: Settings) -> KeyRing:
     return _ring(settings.encryption_keys.get_secret_value(), settings.legacy_password())
 
 
-def services_of(app: Any) -> Services:
+def services_of(app: Celery) -> Services:
     """The Services of this process for a Celery app built by ``worker.app``."""
-    settings = app.mwap_settings
+    settings = settings_of(app)
     return Services(settings, mongo_db(settings), redis_client(settings), key_ring(settings))
 
 
 # MongoDB or Redis unreachable: a job meeting these is retried, never failed for them.
-INFRA_ERRORS: tuple[type[BaseException], ...] = (
+INFRA_ERRORS: tuple[type[Exception], ...] = (
     pymongo.errors.ConnectionFailure,
     redis_exceptions.ConnectionError,
     redis_exceptions.TimeoutError,
@@ -130,7 +139,7 @@ class JobRequest(Request):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)  # unwrap ExceptionWithTraceback
         if isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt) and self.worker_pid:
             with _tolerating_outage("release after worker lost", self.id):
-                redis_client(self.task.app.mwap_settings).eval(
+                redis_client(settings_of(self.task.app)).eval(
                     _RELEASE_IF_HELD_BY, 1, f"mwap:exec:{self.id}", f"{self.hostname}:{self.worker_pid}:"
                 )
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
@@ -170,11 +179,11 @@ class JobTask(Task):
 
     acks_late = True
     ignore_result = True
-    Request = JobRequest
+    Request = "worker.base:JobRequest"  # by name, as Celery's own default is given
     typing = False  # the message carries the id; run() receives the Job built from it
 
     def db(self) -> Database:
-        return mongo_db(self.app.mwap_settings)
+        return mongo_db(settings_of(self.app))
 
     def services(self) -> Services:
         """Settings, MongoDB, Redis and the key ring of this process, for the job's logic."""
@@ -185,7 +194,7 @@ class JobTask(Task):
 
         Capped below the broker's visibility timeout, or Redis would redeliver the waiting message.
         """
-        settings = self.app.mwap_settings
+        settings = settings_of(self.app)
         cap = settings.broker_visibility_timeout * 0.8
         wanted = getattr(error, "retry_after", None)
         if wanted is None:
@@ -196,7 +205,7 @@ class JobTask(Task):
 
     def continue_later(self, job: Job, *, params: dict[str, Any]) -> str:
         """Enqueue this job's continuation (same type and subject), handing it this job's lease."""
-        settings = self.app.mwap_settings
+        settings = settings_of(self.app)
         job_type = jobtypes.JOB_TYPES[job.type]
         draft = ledger.new_job(
             job.type, tenant_id=job.tenant_id, subject=job.subject, params=params, queue=job_type.queue.value
@@ -211,7 +220,7 @@ class JobTask(Task):
                 draft["_id"],
                 settings.broker_visibility_timeout,
             )
-            self.request.mwap_lease_key = None  # handed over: this job's end must not release it
+            delivery_of(self.request).lease_key = None  # handed over: this job's end must not release it
         self.db()[ledger.COLLECTION].insert_one(draft)
         publisher(self.app)(job.type, draft["_id"], job_type.queue.value, {})
         return draft["_id"]
@@ -222,25 +231,25 @@ class JobTask(Task):
         tenant_id = doc.get("tenantId")
         if tenant_id is None:
             return True
-        settings = self.app.mwap_settings
+        settings = settings_of(self.app)
         limit = _tenant_concurrency(self.db(), tenant_id) or settings.tenant_max_running_jobs
-        self.request.mwap_slot = leases.slot_key("tenant-running", tenant_id)
+        slot = delivery_of(self.request).slot = leases.slot_key("tenant-running", tenant_id)
         return leases.acquire_slot(
             redis_client(settings),
-            self.request.mwap_slot,
+            slot,
             doc["_id"],
             limit=limit,
             ttl=settings.task_time_limit + 60,
         )
 
     def _release_tenant_slot(self, job_id: str) -> None:
-        slot = getattr(self.request, "mwap_slot", None)
+        slot = delivery_of(self.request).slot
         if slot:
-            leases.release_slot(redis_client(self.app.mwap_settings), slot, job_id)
+            leases.release_slot(redis_client(settings_of(self.app)), slot, job_id)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        request = self.request
-        request.mwap_skip = True
+        delivery = delivery_of(self.request)
+        delivery.skip = True
         if kwargs or len(args) != 1:
             # A forged message of another shape: never let it reach a ledger job (see on_failure).
             logger.error("refused a %s delivery: it must carry exactly one job id", self.name)
@@ -251,7 +260,7 @@ class JobTask(Task):
         except INFRA_ERRORS as error:
             # MongoDB or Redis is unreachable: not the job's fault. Try again later; if even the
             # re-publish fails, the ledger still says the job is open and the reconciler resends it.
-            request.mwap_skip = True
+            delivery.skip = True
             logger.warning("job %s: infrastructure unavailable (%s); retrying", job_id, type(error).__name__)
             raise self.retry(exc=error, countdown=self.backoff(error), max_retries=None) from None
 
@@ -281,18 +290,19 @@ class JobTask(Task):
     def _execute(self, job_id: str) -> Any:
         self._refuse_foreign(job_id)
         request = self.request
-        settings = self.app.mwap_settings
+        delivery = delivery_of(request)
+        settings = settings_of(self.app)
         redis = redis_client(settings)
         # One execution of a job at a time, even if its message was delivered twice (a broker
         # restore, or the reconciler's resend racing a slow worker).
-        request.mwap_exec_key = f"mwap:exec:{job_id}"
-        owner = f"{request.hostname}:{os.getpid()}:{request.delivery_info.get('delivery_tag', '')}"
-        if not redis.set(request.mwap_exec_key, owner, nx=True, ex=settings.task_time_limit + 30):
-            request.mwap_exec_key = None
+        owner = f"{request.hostname}:{os.getpid()}:{(request.delivery_info or {}).get('delivery_tag', '')}"
+        exec_key = delivery.exec_key = f"mwap:exec:{job_id}"
+        delivery.exec_owner = owner
+        if not redis.set(exec_key, owner, nx=True, ex=settings.task_time_limit + 30):
+            delivery.exec_key = None
             return self._requeue(
                 job_id, countdown=min(60.0, settings.task_time_limit / 4), why="already executing"
             )
-        request.mwap_exec_owner = owner
         doc = ledger.start(self.db(), job_id, worker=request.hostname or "unknown")
         if doc is None:
             logger.info("job %s is final or unknown; nothing to do", job_id)
@@ -302,9 +312,9 @@ class JobTask(Task):
             # The tenant has its share of workers busy: step aside for other tenants' jobs.
             ledger.defer(self.db(), job_id)
             return self._requeue(job_id, countdown=random.uniform(1, 5), why="tenant at its running-job cap")  # noqa: S311
-        request.mwap_skip = False
-        request.mwap_started_at = doc["startedAt"]
-        request.mwap_lease_key = doc.get("leaseKey")
+        delivery.skip = False
+        delivery.started_at = doc["startedAt"]
+        delivery.lease_key = doc.get("leaseKey")
         unfinished = doc["attempts"] - 1 - len(doc.get("retries") or [])
         if unfinished > MAX_UNFINISHED_DELIVERIES:
             raise PoisonJobError(
@@ -317,11 +327,11 @@ class JobTask(Task):
         queue = (self.request.delivery_info or {}).get("routing_key") or jobtypes.JOB_TYPES[
             self.name
         ].queue.value
-        self.apply_async(args=[job_id], task_id=job_id, countdown=countdown, queue=queue)
+        self.apply_async(args=(job_id,), task_id=job_id, countdown=countdown, queue=queue)
         logger.info("job %s put back for %.0fs: %s", job_id, countdown, why)
 
     def _started_at(self) -> datetime | None:
-        return getattr(self.request, "mwap_started_at", None)
+        return delivery_of(self.request).started_at
 
     def after_return(  # noqa: PLR0917 - Celery's hook signature
         self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any
@@ -336,22 +346,23 @@ class JobTask(Task):
         with _tolerating_outage("release", task_id):
             if args:
                 self._release_tenant_slot(args[0])
-            exec_key = getattr(self.request, "mwap_exec_key", None)
-            if exec_key:
-                self.request.mwap_exec_key = None
-                leases.release(redis_client(self.app.mwap_settings), exec_key, self.request.mwap_exec_owner)
+            delivery = delivery_of(self.request)
+            exec_key, exec_owner = delivery.exec_key, delivery.exec_owner
+            if exec_key and exec_owner:
+                delivery.exec_key = None
+                leases.release(redis_client(settings_of(self.app)), exec_key, exec_owner)
 
     def _release_lease(self, job_id: str) -> None:
         """The job is final: free its (type, subject) lease so the next run can be enqueued."""
-        lease_key = getattr(self.request, "mwap_lease_key", None)
+        lease_key = delivery_of(self.request).lease_key
         if lease_key:
-            leases.release(redis_client(self.app.mwap_settings), lease_key, job_id)
+            leases.release(redis_client(settings_of(self.app)), lease_key, job_id)
 
     # The hooks write the ledger. If MongoDB or Redis is down at that moment, the job stays open
     # in the ledger and the reconciler (system.reconcile) brings it to an end later.
 
     def on_success(self, retval: Any, task_id: str, args: tuple, kwargs: dict) -> None:
-        if getattr(self.request, "mwap_skip", False):
+        if delivery_of(self.request).skip:
             return
         with _tolerating_outage("on_success", task_id):
             ledger.succeed(self.db(), args[0], retval, started_at=self._started_at())
@@ -359,7 +370,7 @@ class JobTask(Task):
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         self._let_go(task_id, args)
-        if isinstance(exc, INFRA_ERRORS) and getattr(self.request, "mwap_skip", False):
+        if isinstance(exc, INFRA_ERRORS) and delivery_of(self.request).skip:
             return  # never started: nothing for the ledger to say
         with _tolerating_outage("on_retry", task_id):
             ledger.retrying(self.db(), args[0], ledger.error_summary(exc))

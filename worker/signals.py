@@ -12,12 +12,17 @@ import os
 import sys
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery, Task, signals
+from celery import Task, signals
 
 from mwap import logs, metrics
 from mwap.sentry import init_sentry
+from mwap.settings import Settings
+from worker.delivery import delivery_of
+
+if TYPE_CHECKING:  # worker.app imports this module
+    from worker.app import MwapCelery
 
 REQUEST_ID_HEADER = "mwap_request_id"
 
@@ -25,11 +30,11 @@ _OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
 
 
 class _State:
-    app: Celery | None = None
+    app: "MwapCelery | None" = None
     component: str | None = None  # "worker" once celeryd_init has fired in this process
 
 
-def install(app: Celery, *, worker: bool) -> None:
+def install(app: "MwapCelery", *, worker: bool) -> None:
     """Connect the handlers; with ``worker=False`` (a producer such as the API) only the stamp."""
     signals.before_task_publish.connect(_stamp_message)
     if not worker:
@@ -47,7 +52,7 @@ def install(app: Celery, *, worker: bool) -> None:
     signals.task_retry.connect(_on_task_retry)
 
 
-def _settings() -> object:
+def _settings() -> Settings:
     assert _State.app is not None, "worker.signals.install was not called"
     return _State.app.mwap_settings
 
@@ -104,7 +109,7 @@ def _on_task_prerun(task_id: str, task: Task, args: tuple = (), **_: Any) -> Non
         jobType=task.name,
         requestId=getattr(request, REQUEST_ID_HEADER, None),
     )
-    request.mwap_clock = time.monotonic()
+    delivery_of(request).clock = time.monotonic()
     metrics.job_started(task.name, _queue_wait(request))
 
 
@@ -121,20 +126,17 @@ def _queue_wait(request: Any) -> float | None:
 
 def _on_task_postrun(task: Task, state: str | None = None, **_: Any) -> None:
     try:
-        started = getattr(task.request, "mwap_clock", None)
+        delivery = delivery_of(task.request)
+        started = delivery.clock
         if started is not None:
-            outcome = (
-                "skipped"
-                if getattr(task.request, "mwap_skip", False)
-                else _OUTCOMES.get(state or "", (state or "unknown").lower())
-            )
+            outcome = "skipped" if delivery.skip else _OUTCOMES.get(state or "", (state or "unknown").lower())
             metrics.job_finished(task.name, outcome, time.monotonic() - started)
     finally:
         logs.clear()
 
 
 def _on_task_success(sender: Task, **_: Any) -> None:
-    skipped = getattr(sender.request, "mwap_skip", False)
+    skipped = delivery_of(sender.request).skip
     metrics.job_outcome(sender.name, "skipped" if skipped else "succeeded")
 
 

@@ -188,7 +188,10 @@ class Harness:
         url = processes.mongo_url(port)
 
         def pings() -> bool:
-            with pymongo.MongoClient(url, serverSelectionTimeoutMS=500) as client:
+            client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+                url, serverSelectionTimeoutMS=500
+            )
+            with client:
                 return client.admin.command("ping").get("ok") == 1
 
         processes.await_ready(child, pings, timeout=30)
@@ -201,7 +204,7 @@ class Harness:
     def settings(self) -> Settings:
         """The platform's settings, as its processes read them from ``env``."""
         if self._settings is None:
-            values = {
+            values: dict[str, Any] = {
                 k.removeprefix("MWAP_").lower(): v for k, v in self.env.items() if k.startswith("MWAP_")
             }
             self._settings = Settings(**values)

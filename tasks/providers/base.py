@@ -299,7 +299,7 @@ def _bounded(response: requests.Response, limit: int = MAX_RESPONSE_BYTES) -> re
                 f"provider answered with more than {limit} bytes", status=response.status_code
             )
     response._content = bytes(body)  # requests' own cache of the body: .content, .text and .json() read it
-    response._content_consumed = True
+    response._content_consumed = True  # type: ignore[attr-defined]  # requests' private flag, absent from its stubs
     response.close()
     return response
 

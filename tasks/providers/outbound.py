@@ -276,7 +276,7 @@ class _GuardedConnection:
                 )
             except TimeoutError as error:
                 raise ConnectTimeoutError(
-                    self,  # type: ignore[arg-type]
+                    self,
                     f"Connection to {self.host} timed out. (connect timeout={self.timeout})",
                 ) from error
             except OSError as error:

@@ -1,0 +1,30 @@
+"""What one delivery of a job holds between ``JobTask.__call__``, its hooks and the signal handlers."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from celery.app.task import Context
+
+_KEY = "mwap_delivery"
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Per-delivery state, one typed object on Celery's request instead of loose attributes."""
+
+    skip: bool = False  # no ledger outcome: refused, requeued, already final, or never started
+    exec_key: str | None = None  # the execution lock this delivery holds
+    exec_owner: str | None = None
+    slot: str | None = None  # the tenant running-job slot taken
+    lease_key: str | None = None  # the job's (type, subject) lease, released when the job is final
+    started_at: datetime | None = None  # as the ledger recorded it
+    clock: float | None = None  # monotonic start, for the duration metric
+
+
+def delivery_of(request: Context) -> Delivery:
+    """The delivery state of ``request`` (Celery makes one request per delivery), made on first use."""
+    state = vars(request).get(_KEY)
+    if not isinstance(state, Delivery):
+        state = Delivery()
+        vars(request)[_KEY] = state
+    return state
