@@ -1,5 +1,8 @@
 """Helpers shared by the API tests (tests/test_api_*.py)."""
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import factories
@@ -9,6 +12,7 @@ from redis import Redis
 
 from mwap.jobtypes import Queue
 from mwap.settings import Settings
+from ops import processes
 
 OFFLINE_REDIS_DB = 14
 
@@ -65,3 +69,24 @@ def forget_offline(settings: Settings, database: int = OFFLINE_REDIS_DB) -> None
                 client.delete(*keys)
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def own_api_stack(stack_env: dict[str, str], logs: Path, **settings: str) -> Iterator[dict[str, Any]]:
+    """gunicorn over a Redis and a MongoDB of its own (``settings``: extra MWAP_ variables), so a test
+    may stop or freeze them without disturbing the session's servers."""
+    redis_port, mongo_port, api_port = processes.free_port(), processes.free_port(), processes.free_port()
+    redis = processes.start_redis(redis_port, data_dir=None, log_dir=logs, env=stack_env)
+    mongo = processes.start_mongo(mongo_port, sqlite_path=None, log_dir=logs, env=stack_env)
+    env = {
+        **stack_env,
+        "MWAP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "MWAP_MONGO_URL": processes.mongo_url(mongo_port),
+        **settings,
+    }
+    api = processes.start_api(env=env, log_dir=logs, port=api_port)
+    try:
+        yield {"url": f"http://127.0.0.1:{api_port}", "redis": redis, "mongo": mongo, "logs": logs}
+    finally:
+        for child in (api, mongo, redis):
+            child.stop()

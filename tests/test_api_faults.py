@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from api_support import own_api_stack
 
-from ops import processes
 from ops.processes import Child, wait_for
 
 pytestmark = pytest.mark.faults
@@ -16,23 +16,10 @@ pytestmark = pytest.mark.faults
 @pytest.fixture(scope="module")
 def own_stack(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """Redis, MongoDB and the API of its own, so that stopping them disturbs nothing else."""
-    logs = tmp_path_factory.mktemp("api-faults")
-    redis_port, mongo_port, api_port = processes.free_port(), processes.free_port(), processes.free_port()
-    redis = processes.start_redis(redis_port, data_dir=None, log_dir=logs, env=stack_env)
-    mongo = processes.start_mongo(mongo_port, sqlite_path=None, log_dir=logs, env=stack_env)
-    env = {
-        **stack_env,
-        "MWAP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "MWAP_MONGO_URL": processes.mongo_url(mongo_port),
-        "MWAP_REDIS_TIMEOUT": "1",
-        "MWAP_MONGO_TIMEOUT_MS": "1000",
-    }
-    api = processes.start_api(env=env, log_dir=logs, port=api_port)
-    try:
-        yield {"url": f"http://127.0.0.1:{api_port}", "redis": redis, "mongo": mongo, "logs": logs}
-    finally:
-        for child in (api, mongo, redis):
-            child.stop()
+    with own_api_stack(
+        stack_env, tmp_path_factory.mktemp("api-faults"), MWAP_REDIS_TIMEOUT="1", MWAP_MONGO_TIMEOUT_MS="1000"
+    ) as stack:
+        yield stack
 
 
 def post_echo(url: str, headers: dict[str, str]) -> requests.Response:

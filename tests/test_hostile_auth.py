@@ -8,13 +8,12 @@ import os
 import secrets
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import factories
 import pymongo
 import pytest
 import requests
-from api_support import app_with, assert_problem, bearer, tenant_with_key
+from api_support import app_with, assert_problem, bearer, own_api_stack, tenant_with_key
 from bson import ObjectId
 from pymongo import monitoring
 from pymongo.database import Database
@@ -23,7 +22,6 @@ from api_thin.auth import Principal
 from mwap import apikeys, connections
 from mwap.ledger import now
 from mwap.settings import Settings
-from ops import processes
 
 
 class Finds(monitoring.CommandListener):
@@ -235,24 +233,14 @@ def test_one_ipv6_slash_64_is_one_budget(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def own_api(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """gunicorn over a MongoDB and a Redis of its own (the test freezes that MongoDB)."""
-    logs: Path = tmp_path_factory.mktemp("hostile-auth")
-    redis_port, mongo_port, api_port = processes.free_port(), processes.free_port(), processes.free_port()
-    redis = processes.start_redis(redis_port, data_dir=None, log_dir=logs, env=stack_env)
-    mongo = processes.start_mongo(mongo_port, sqlite_path=None, log_dir=logs, env=stack_env)
-    env = {
-        **stack_env,
-        "MWAP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "MWAP_MONGO_URL": processes.mongo_url(mongo_port),
-        "MWAP_MONGO_TIMEOUT_MS": "1000",
-        "MWAP_AUTH_FAILURES_PER_MINUTE": "6",
-        "MWAP_AUTH_FAILURE_BURST": "3",
-    }
-    api = processes.start_api(env=env, log_dir=logs, port=api_port)
-    try:
-        yield {"url": f"http://127.0.0.1:{api_port}", "mongo": mongo}
-    finally:
-        for child in (api, mongo, redis):
-            child.stop()
+    with own_api_stack(
+        stack_env,
+        tmp_path_factory.mktemp("hostile-auth"),
+        MWAP_MONGO_TIMEOUT_MS="1000",
+        MWAP_AUTH_FAILURES_PER_MINUTE="6",
+        MWAP_AUTH_FAILURE_BURST="3",
+    ) as stack:
+        yield stack
 
 
 def test_over_real_http_a_spent_budget_answers_429_even_with_mongodb_frozen(own_api: dict) -> None:
