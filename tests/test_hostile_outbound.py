@@ -30,6 +30,7 @@ import requests
 from mwap.connections import mongo_client, redis_client
 from mwap.crypto import KeyRing
 from mwap.indexes import ensure_indexes
+from mwap.services import Services
 from mwap.settings import Settings
 from ops import processes
 from tasks.integrations import provider_config, tokens_of
@@ -44,10 +45,9 @@ from tasks.providers import (
     Tokens,
     client_for,
 )
-from tasks.providers.base import MAX_RESPONSE_BYTES
 from tasks.providers.http import process_session
 from tasks.providers.outbound import DEV_LOOPBACK, PROVIDER_HOSTS, parse_extra_hosts
-from worker.base import Services
+from tasks.providers.transport import MAX_RESPONSE_BYTES
 
 METADATA = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 REDIS_DB = 11  # the worker of this module has a broker database of its own

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from mwap import logs, metrics
+from mwap import broker, logs, metrics
 from mwap.connections import redis_client
 from mwap.settings import Settings
 from ops.processes import wait_for
@@ -147,10 +147,10 @@ def test_queue_depth_and_oldest_message_age(idle_broker_settings: Settings) -> N
         producer.close()
     # Every message carries its publish time; one sent during a request also carries its id.
     first = json.loads(redis_client(idle_broker_settings).lindex("maintenance", -1))
-    assert first["headers"][metrics.SENT_AT_HEADER] >= sent
+    assert first["headers"][broker.SENT_AT_HEADER] >= sent
     assert first["headers"]["mwap_request_id"] == "req-queued"
 
-    stats = metrics.queue_stats(redis_client(idle_broker_settings), QUEUES)
+    stats = broker.queue_stats(redis_client(idle_broker_settings), QUEUES)
     assert stats["default"] == (0, None)
     depth, oldest = stats["maintenance"]
     assert depth == 2

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task, signals
 
-from mwap import logs, metrics
+from mwap import broker, logs, metrics
 from mwap.sentry import init_sentry
 from mwap.settings import Settings
 from worker.delivery import delivery_of
@@ -61,7 +61,7 @@ def _stamp_message(headers: dict[str, Any] | None = None, **_: Any) -> None:
     if headers is None:
         return
     # Overwritten on every publish (a retry is a new message): the queue-age metric reads it.
-    headers[metrics.SENT_AT_HEADER] = time.time()
+    headers[broker.SENT_AT_HEADER] = time.time()
     request_id = logs.current().get("requestId")
     if request_id:
         headers.setdefault(REQUEST_ID_HEADER, request_id)
@@ -114,7 +114,7 @@ def _on_task_prerun(task_id: str, task: Task, args: tuple = (), **_: Any) -> Non
 
 
 def _queue_wait(request: Any) -> float | None:
-    sent_at = getattr(request, metrics.SENT_AT_HEADER, None)
+    sent_at = getattr(request, broker.SENT_AT_HEADER, None)
     if sent_at is None:
         return None
     ready_at = float(sent_at)

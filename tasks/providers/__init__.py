@@ -15,24 +15,19 @@ from collections.abc import Callable
 
 import requests
 
-from tasks.providers.base import (
-    AccountInfo,
+from tasks.providers.base import ProviderClient, Refresher
+from tasks.providers.data import AccountInfo, ChangePage, FileItem, ProviderConfig, Tokens
+from tasks.providers.dropbox import DropboxClient
+from tasks.providers.errors import (
     AuthExpired,
-    ChangePage,
     CursorReset,
     DestinationRefused,
-    FileItem,
-    ProviderClient,
-    ProviderConfig,
     ProviderError,
     ProviderRequestError,
     RateLimited,
     ReauthRequired,
-    Refresher,
-    Tokens,
     TransientProviderError,
 )
-from tasks.providers.dropbox import DropboxClient
 from tasks.providers.google_drive import GoogleDriveClient
 from tasks.providers.http import DEFAULT_TIMEOUT, RetryPolicy, Timeout, process_session
 from tasks.providers.onedrive import OneDriveClient

@@ -11,18 +11,10 @@ from typing import Any, ClassVar
 
 import requests
 
-from tasks.providers.base import (
-    AccountInfo,
-    ChangePage,
-    Cursor,
-    CursorReset,
-    FileItem,
-    ProviderClient,
-    ProviderError,
-    RateLimited,
-    as_int,
-    parse_timestamp,
-)
+from tasks.providers.base import ProviderClient
+from tasks.providers.cursors import Cursor
+from tasks.providers.data import AccountInfo, ChangePage, FileItem, as_int, parse_timestamp
+from tasks.providers.errors import CursorReset, ProviderError, RateLimited
 
 
 class DropboxClient(ProviderClient):

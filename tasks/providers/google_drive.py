@@ -11,17 +11,10 @@ from typing import Any, ClassVar
 
 import requests
 
-from tasks.providers.base import (
-    AccountInfo,
-    ChangePage,
-    Cursor,
-    CursorReset,
-    FileItem,
-    ProviderClient,
-    ProviderError,
-    as_int,
-    parse_timestamp,
-)
+from tasks.providers.base import ProviderClient
+from tasks.providers.cursors import Cursor
+from tasks.providers.data import AccountInfo, ChangePage, FileItem, as_int, parse_timestamp
+from tasks.providers.errors import CursorReset, ProviderError
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 FILE_FIELDS = "id,name,mimeType,size,modifiedTime,parents,md5Checksum,trashed,webViewLink"

@@ -5,10 +5,11 @@ Retry split, decided after checking urllib3's ``Retry``:
 * urllib3 ``Retry`` (mounted through requests' ``HTTPAdapter``) handles *connect* failures only.
   Nothing reached the provider, so retrying is safe for every method and costs no quota.
 * Everything that depends on a response (429/503 ``Retry-After``, other 5xx, read timeouts, 401,
-  Drive's 403 rate-limit reasons) is handled by the clients' own thin loop, because urllib3 would
-  (a) sleep for any ``Retry-After`` however long, which must never happen in a worker slot,
-  (b) hide each retried attempt from ``request_count`` (``usage.totalRequests`` must see every
-  call), and (c) cannot read a JSON body to tell a Drive rate limit from a permission error.
+  Drive's 403 rate-limit reasons) is handled by the clients' own thin loop (``transport.py``),
+  because urllib3 would (a) sleep for any ``Retry-After`` however long, which must never happen
+  in a worker slot, (b) hide each retried attempt from ``request_count`` (``usage.totalRequests``
+  must see every call), and (c) cannot read a JSON body to tell a Drive rate limit from a
+  permission error.
 
 Sessions are kept per process *and* per outbound policy: their adapter is ``GuardedAdapter``
 (outbound.py), which vets every address a connection goes to. ``trust_env`` is off, so neither

@@ -12,17 +12,10 @@ from urllib.parse import unquote
 
 import requests
 
-from tasks.providers.base import (
-    AccountInfo,
-    ChangePage,
-    Cursor,
-    CursorReset,
-    FileItem,
-    ProviderClient,
-    ProviderError,
-    as_int,
-    parse_timestamp,
-)
+from tasks.providers.base import ProviderClient
+from tasks.providers.cursors import Cursor
+from tasks.providers.data import AccountInfo, ChangePage, FileItem, as_int, parse_timestamp
+from tasks.providers.errors import CursorReset, ProviderError
 
 ROOT_PATH_PREFIX = "/drive/root:"
 

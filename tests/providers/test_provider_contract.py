@@ -23,7 +23,8 @@ from tasks.providers import (
     client_for,
     http,
 )
-from tasks.providers.base import Cursor, parse_timestamp
+from tasks.providers.cursors import Cursor
+from tasks.providers.data import parse_timestamp
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 TOKENS = Tokens("access", "refresh", NOW + timedelta(hours=1))

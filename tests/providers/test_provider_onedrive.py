@@ -7,7 +7,7 @@ import pytest
 
 from ops.fake_providers.control import FakeAccount, FakeProviders
 from tasks.providers import OneDriveClient, ProviderClient, ReauthRequired
-from tasks.providers.base import Cursor
+from tasks.providers.cursors import Cursor
 
 type MakeAccount = Callable[..., FakeAccount]
 type MakeClient = Callable[..., ProviderClient]
