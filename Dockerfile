@@ -13,8 +13,7 @@ COPY mwap ./mwap
 COPY worker ./worker
 COPY tasks ./tasks
 COPY api_thin ./api_thin
-COPY ops ./ops
-COPY beat_schedule.py ./
+COPY mwap_cli ./mwap_cli
 # The project alone: every dependency is already installed from the lock.
 RUN pip install --no-deps . && useradd --system --uid 10001 --home /app mwap
 

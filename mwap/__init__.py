@@ -1,1 +1,1 @@
-"""The shared core of mwap-tasks: settings, storage, the job ledger and the command line."""
+"""The shared core of mwap-tasks: settings, storage, the job ledger; the layers above build on it."""

@@ -13,19 +13,21 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys; sys.exit(
   "$python" -m venv "$venv"
 fi
 
-# Install from the lock (every package pinned and hash-checked), then the project itself, editable and
-# without resolving anything more. Again only when the lock or the project's metadata changed.
+# Install from the lock (every package pinned and hash-checked, the build backend too), then the project
+# and its development tooling (ops/, the mwap-tasks-dev distribution: the local stack, the fake
+# providers, `mwap demo` and `mwap bench`), editable, built with the locked setuptools and without
+# resolving anything more. Again only when the lock or the projects' metadata changed.
 lock="$root/requirements/dev.lock"
 [ -f "$lock" ] || { echo "ops: $lock is missing: run ops/lock to make it." >&2; exit 1; }
 stamp="$venv/.mwap-install-stamp"
-want="$(cat "$lock" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$lock" "$root/pyproject.toml" "$root/ops/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "ops: installing mwap-tasks and its locked dependencies into $venv" >&2
   # Some machines' pip configuration names local indexes that do not exist; their warnings are noise.
   pip_quiet() { "$venv/bin/python" -m pip --quiet --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location" >&2); }
   pip_quiet install --upgrade pip || true
   pip_quiet install --require-hashes -r "$lock"
-  pip_quiet install --no-deps -e "$root"
+  pip_quiet install --no-deps --no-build-isolation -e "$root" -e "$root/ops"
   echo "$want" > "$stamp"
 fi
 

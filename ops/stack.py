@@ -221,7 +221,7 @@ class Stack:
 
     def _seed(self, env: dict[str, str], providers_url: str, creds: dict[str, Any]) -> dict[str, Any]:
         """``mwap db init`` and ``mwap demo seed``, as an operator would run them."""
-        mwap = [processes.PYTHON, "-m", "mwap.cli", "--json"]
+        mwap = [processes.PYTHON, "-m", "mwap_cli", "--json"]
         for step in (
             ["db", "init"],
             [

@@ -19,7 +19,7 @@ SCENARIOS = {"enqueue_http", "end_to_end", "io_sync", "dispatch_scale", "memory"
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWAP_")}
-    argv = [sys.executable, "-m", "mwap.cli", "bench", "--quick", "--out", str(out / "results.json")]
+    argv = [sys.executable, "-m", "mwap_cli", "bench", "--quick", "--out", str(out / "results.json")]
     argv += ["--markdown", str(out / "results.md"), "--work-dir", str(out / "work")]
     done = subprocess.run(
         argv,

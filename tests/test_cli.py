@@ -27,7 +27,7 @@ def mwap(stack_env: dict[str, str]):
         *args: str, ok: bool = True, env: dict[str, str] | None = None, stdin: str = ""
     ) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "-m", "mwap.cli", *args],
+            [sys.executable, "-m", "mwap_cli", *args],
             env={**stack_env, **(env or {})},
             input=stdin,  # secrets travel here, in files or in the environment: never in argv
             capture_output=True,
@@ -565,7 +565,7 @@ def test_keys_generate_and_missing_settings(mwap, stack_env: dict[str, str]) -> 
     assert entry.startswith("k9:")
     env = {k: v for k, v in stack_env.items() if k != "MWAP_MONGO_URL"}
     result = subprocess.run(
-        [sys.executable, "-m", "mwap.cli", "db", "init"], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "mwap_cli", "db", "init"], env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 2
     assert "MWAP_MONGO_URL" in result.stderr

@@ -253,7 +253,7 @@ REQUIRED_ENV = {
 
 
 def test_settings_read_mwap_legacy_encryption_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker.base import key_ring  # noqa: PLC0415 - the worker's cached ring
+    from mwap.connections import key_ring  # noqa: PLC0415 - the process cached ring
 
     for name, value in {**REQUIRED_ENV, "MWAP_LEGACY_ENCRYPTION_KEY": PASSWORD}.items():
         monkeypatch.setenv(name, value)
@@ -427,7 +427,7 @@ def test_keys_rotate_cli_counts_legacy_conversions(fresh: Database, stack_env: d
 
     def run(extra: dict[str, str]) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "mwap.cli", "--json", "keys", "rotate", "--batch-size", "3"],
+            [sys.executable, "-m", "mwap_cli", "--json", "keys", "rotate", "--batch-size", "3"],
             env={**env, **extra},
             capture_output=True,
             text=True,

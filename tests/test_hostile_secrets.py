@@ -109,7 +109,7 @@ def test_keys_and_configured_secrets_never_reach_the_api_log(
 
 def cli(stack_env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mwap.cli", *args],
+        [sys.executable, "-m", "mwap_cli", *args],
         env=stack_env,
         input=stdin,
         capture_output=True,

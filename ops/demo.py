@@ -5,18 +5,24 @@ with ``--seed-demo``); the integrations hold that server's documented demo token
 Running it again converges on the same state: tokens are reset to the demo ones (the fake server
 starts afresh with each ``ops/run``), an integration left in ``error`` becomes active again, and a
 tenant keeps a live API key it already has.
+
+Development tooling: the command joins ``mwap`` through the ``mwap.commands`` entry point of the
+``mwap-tasks-dev`` distribution (``ops/pyproject.toml``), so it is not part of the production package.
 """
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
 from bson import ObjectId
 from pymongo.database import Database
 
-from mwap import apikeys, audit, registry
-from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap import apikeys, audit, crypto, indexes, registry
+from mwap.crypto import KeyRing
 from mwap.ledger import now
+from mwap_cli.context import Context, json_flag, pass_ctx
 from ops.fake_providers.demo import DEMO_ACCOUNTS, demo_tokens
 from ops.fake_providers.documents import provider_documents
 
@@ -172,8 +178,11 @@ def _converge_provider(db: Database, ring: KeyRing, document: dict[str, Any]) ->
                 "authUrl": fresh["authUrl"],
                 "tokenUrl": fresh["tokenUrl"],
                 "clientId": fresh["clientId"],
-                "clientSecret": ring.encrypt(
-                    body.client_secret.get_secret_value(), provider_binding(existing["_id"])
+                "clientSecret": crypto.seal(
+                    ring,
+                    crypto.CLIENT_SECRET,
+                    body.client_secret.get_secret_value(),
+                    document_id=existing["_id"],
                 ),
                 "metadata.apiBaseUrl": fresh["metadata"]["apiBaseUrl"],
                 "updatedAt": now(),
@@ -212,11 +221,11 @@ def _converge_integration(
         {"_id": integration_id, "tenantId": tenant_id},
         {
             "$set": {
-                "authData.accessToken": ring.encrypt(
-                    access, integration_binding(tenant_id, integration_id, "authData.accessToken")
+                "authData.accessToken": crypto.seal(
+                    ring, crypto.ACCESS_TOKEN, access, document_id=integration_id, tenant_id=tenant_id
                 ),
-                "authData.refreshToken": ring.encrypt(
-                    refresh, integration_binding(tenant_id, integration_id, "authData.refreshToken")
+                "authData.refreshToken": crypto.seal(
+                    ring, crypto.REFRESH_TOKEN, refresh, document_id=integration_id, tenant_id=tenant_id
                 ),
                 "authData.expiresAt": expires,
                 "status": "active",
@@ -236,3 +245,27 @@ def _converge_integration(
         actor=ACTOR,
     )
     return integration_id
+
+
+@click.group()
+def demo() -> None:
+    """Demo data for ops/run."""
+
+
+@demo.command("seed")
+@click.option("--providers-url", required=True, help="Base URL of the fake providers server.")
+@click.option("--keep-keys", default="{}", help="JSON {tenantId: key} of tenant keys to keep if still live.")
+@json_flag
+@pass_ctx
+def demo_seed(ctx: Context, providers_url: str, keep_keys: str) -> None:
+    """Create (or converge) demo tenants, projects, providers and integrations. Idempotent."""
+    try:
+        kept = json.loads(keep_keys)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"--keep-keys is not JSON: {error}") from None
+    indexes.ensure_indexes(ctx.db, ctx.settings)
+    result = seed(ctx.db, ctx.settings.key_ring(), providers_url, keep_keys=kept, progress=ctx.progress)
+    ctx.emit(
+        result,
+        f"demo ready: tenants {', '.join(result['tenants'])}; integrations {', '.join(result['integrations'])}",
+    )

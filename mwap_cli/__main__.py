@@ -1,0 +1,5 @@
+"""``python -m mwap_cli``: the ``mwap`` command."""
+
+from mwap_cli import main
+
+main()
