@@ -177,10 +177,3 @@ def tenant_budget(settings: Settings) -> tuple[int, int]:
         5 * settings.rate_limit_per_minute if per_minute is None else per_minute,
         5 * settings.rate_limit_burst if burst is None else burst,
     )
-
-
-def require_admin() -> Principal:
-    principal = authenticate()
-    if not principal.is_admin:
-        raise Problem(403, "This operation needs the admin key")
-    return principal

@@ -1,4 +1,7 @@
-"""The API's logs, request ids, Sentry, request metrics and ``GET /metrics``.
+"""The API's request ids (bound to every log line and Sentry event), request metrics and ``GET /metrics``.
+
+The process's logging and Sentry are set up by the entry point (``api_thin.wsgi``), not here:
+building an app (a test, a tool) leaves the root logger and Sentry's client as they are.
 
 ``GET /metrics`` is unauthenticated unless ``MWAP_METRICS_TOKEN`` is set (then it needs that bearer
 token): it exposes counts by job type, route and queue, no tenant data; without a token the API
@@ -16,7 +19,6 @@ from flask import Flask, Response, g, request
 from api_thin import context
 from api_thin.problems import Problem
 from mwap import logs, metrics
-from mwap.sentry import init_sentry
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accepted from clients as is; anything else (too long, odd characters) is replaced, since the id
@@ -26,10 +28,7 @@ _UNMATCHED_ROUTE = "<unmatched>"
 
 
 def install(app: Flask) -> None:
-    """Hook logging, Sentry, request ids and request metrics into ``app``; add ``/metrics``."""
-    settings = app.config["MWAP_SETTINGS"]
-    logs.configure_logging(settings, "api")
-    init_sentry(settings, "api")
+    """Hook request ids and request metrics into ``app``; add ``/metrics``."""
     app.before_request(_begin_request)
     app.after_request(_finish_request)
     app.teardown_request(_teardown_request)

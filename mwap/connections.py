@@ -1,22 +1,30 @@
-"""Per-process MongoDB and Redis clients.
+"""Per-process clients: MongoDB, Redis and the parsed key ring.
 
 MongoClient is not fork-safe, so clients are cached per process id: a prefork worker child or a
-gunicorn worker that inherits a parent's cache builds its own on first use.
+gunicorn worker that inherits a parent's cache builds its own on first use. The key ring holds
+no connection or thread, so a child may keep the copy it inherits.
+
+Caches that belong to one package stay with it: the provider HTTP sessions
+(``tasks.providers.http``, also per process id) and the circuit breakers (``tasks.health``, keyed
+by this process's Redis client).
 """
 
 import atexit
+import functools
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pymongo
 import redis
 from pymongo.database import Database
 
+from mwap.crypto import KeyRing
 from mwap.settings import Settings
 
 _lock = threading.Lock()
-_mongo: dict[tuple[int, str], pymongo.MongoClient] = {}
+_mongo: dict[tuple[int, str], pymongo.MongoClient[dict[str, Any]]] = {}
 _redis: dict[tuple[int, str], redis.Redis] = {}
 
 
@@ -48,7 +56,7 @@ def _per_process[C](cache: dict[tuple[int, str], C], url: str, make: Callable[[]
     return client
 
 
-def mongo_client(settings: Settings) -> pymongo.MongoClient:
+def mongo_client(settings: Settings) -> pymongo.MongoClient[dict[str, Any]]:
     """This process's MongoClient for ``settings.mongo_url``."""
     timeout = settings.mongo_timeout_ms
     return _per_process(
@@ -65,7 +73,7 @@ def mongo_client(settings: Settings) -> pymongo.MongoClient:
     )
 
 
-def mongo_db(settings: Settings) -> Database:
+def mongo_db(settings: Settings) -> Database[dict[str, Any]]:
     """This process's handle on the platform database."""
     return mongo_client(settings)[settings.mongo_db]
 
@@ -82,3 +90,13 @@ def redis_client(settings: Settings) -> redis.Redis:
             health_check_interval=30,
         ),
     )
+
+
+@functools.cache
+def _parsed_ring(encryption_keys: str, legacy_password: str | None) -> KeyRing:
+    return KeyRing.parse(encryption_keys, legacy_password=legacy_password)
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """This process's parsed key ring (parsed once per distinct keys and legacy password)."""
+    return _parsed_ring(settings.encryption_keys.get_secret_value(), settings.legacy_password())

@@ -10,6 +10,10 @@ Ciphertext format (a string, so it sits in any JSON/BSON field)::
   UTF-8, so a ciphertext copied into another document, tenant or field fails to decrypt. Ids may
   be strings or BSON ObjectIds; an ObjectId is written in its 24-hex form.
 
+The stored secrets are the constants ``ACCESS_TOKEN``, ``REFRESH_TOKEN`` (``cloudIntegrations``)
+and ``CLIENT_SECRET`` (``cloudProviders``); ``seal`` and ``unseal`` are the one way a secret is
+written and read, so the collection and field path of the associated data are spelled only here.
+
 The ring comes from ``MWAP_ENCRYPTION_KEYS`` = ``kid:base64(32 bytes),kid:...``, newest first: the
 first key encrypts, every key decrypts. The platform only ever *writes* ``enc:v1``.
 
@@ -32,6 +36,7 @@ import binascii
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -91,6 +96,34 @@ class Binding:
         # An ObjectId formats as its 24-hex string, so it binds like the hex id would.
         tenant = "" if self.tenant_id is None else self.tenant_id
         return f"mwap:v1|{self.collection}|{tenant}|{self.document_id}|{self.field}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A kind of stored secret: its collection and field path, both part of its associated data."""
+
+    collection: str
+    path: str
+
+    def binding(self, document_id: object, tenant_id: object = None) -> Binding:
+        """Its binding in the document ``document_id`` (of ``tenant_id``; None for no tenant)."""
+        return Binding(self.collection, tenant_id, document_id, self.path)
+
+    def binding_of(self, document: Mapping[str, object]) -> Binding:
+        """Its binding in a stored ``document`` (its ``_id`` and ``tenantId``)."""
+        return self.binding(document["_id"], document.get("tenantId"))
+
+
+INTEGRATIONS = "cloudIntegrations"
+PROVIDERS = "cloudProviders"
+ACCESS_TOKEN = Secret(INTEGRATIONS, "authData.accessToken")
+REFRESH_TOKEN = Secret(INTEGRATIONS, "authData.refreshToken")
+CLIENT_SECRET = Secret(PROVIDERS, "clientSecret")  # providers belong to no tenant
+# Every stored secret by collection (``mwap keys rotate`` walks them).
+SECRETS: Mapping[str, tuple[Secret, ...]] = {
+    INTEGRATIONS: (ACCESS_TOKEN, REFRESH_TOKEN),
+    PROVIDERS: (CLIENT_SECRET,),
+}
 
 
 def is_legacy(ciphertext: object) -> bool:
@@ -254,14 +287,35 @@ class KeyRing:
         return kid, payload
 
 
+def seal(
+    ring: KeyRing, secret: Secret, plaintext: str, *, document_id: object, tenant_id: object = None
+) -> str:
+    """``plaintext`` encrypted under the ring's primary key, bound to ``secret`` in its document."""
+    return ring.encrypt(plaintext, secret.binding(document_id, tenant_id))
+
+
+def unseal(
+    ring: KeyRing, secret: Secret, ciphertext: str, *, document_id: object, tenant_id: object = None
+) -> str:
+    """The plaintext of ``secret`` stored in its document (raises CryptoError naming the key id)."""
+    return ring.decrypt(ciphertext, secret.binding(document_id, tenant_id))
+
+
+_INTEGRATION_PATHS = {secret.path: secret for secret in SECRETS[INTEGRATIONS]}
+
+
 def integration_binding(tenant_id: object, integration_id: object, field: str) -> Binding:
     """The binding of ``authData.accessToken`` / ``authData.refreshToken`` of an integration.
 
-    Ids are ObjectIds or strings (an ObjectId binds as its 24-hex form).
+    Ids are ObjectIds or strings (an ObjectId binds as its 24-hex form). Another field is refused:
+    a value sealed under a misspelt path could never be read where the jobs look for it.
     """
-    return Binding("cloudIntegrations", tenant_id, integration_id, field)
+    secret = _INTEGRATION_PATHS.get(field)
+    if secret is None:
+        raise ValueError(f"{field!r} is not a secret of {INTEGRATIONS}")
+    return secret.binding(integration_id, tenant_id)
 
 
 def provider_binding(provider_id: object) -> Binding:
     """The binding of a provider's ``clientSecret`` (providers belong to no tenant)."""
-    return Binding("cloudProviders", None, provider_id, "clientSecret")
+    return CLIENT_SECRET.binding(provider_id)

@@ -35,11 +35,6 @@ def oid(value: object) -> ObjectId:
     raise InvalidIdError(f"{str(value)[:40]!r} is not a 24-hex ObjectId")
 
 
-def hex_id(value: object) -> str:
-    """The 24-hex form of an id (ObjectId or hex string)."""
-    return str(oid(value))
-
-
 def aware(moment: datetime) -> datetime:
     """A datetime read from MongoDB (naive, UTC unless the client is tz_aware) as an aware UTC one."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -327,17 +327,3 @@ class JobRecord(Document):
     status: str = Field(pattern=r"^(queued|running|retrying|succeeded|failed|cancelled)$")
     attempts: int = Field(ge=0)
     created_at: datetime = Field(alias="createdAt")
-
-
-MODELS: dict[str, type[Document]] = {
-    "tenants": Tenant,
-    "projects": Project,
-    "projectTypes": ProjectType,
-    "cloudProviders": CloudProvider,
-    "cloudIntegrations": CloudIntegration,
-    "virtualFiles": VirtualFile,
-    "auditLogs": AuditLog,
-    "jobs": JobRecord,
-    "usageDaily": UsageDaily,
-    "apiKeys": ApiKey,
-}

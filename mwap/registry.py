@@ -21,11 +21,11 @@ from pymongo.errors import DuplicateKeyError
 
 from mwap import audit
 from mwap.bson_dates import BsonDatetime
-from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap.crypto import ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, KeyRing, Secret, seal
 from mwap.ids import HEX_PATTERN, oid
 from mwap.ledger import now
 from mwap.models import IntegrationStatus, ProviderSlug, SubscriptionPlan, SubscriptionStatus
-from mwap.store import Store
+from mwap.store import Document, Store
 
 REDACTED = "[REDACTED]"
 ID_PATTERN = HEX_PATTERN
@@ -175,7 +175,7 @@ def tenant_document(body: TenantCreate) -> dict[str, Any]:
     return doc
 
 
-def create_tenant(db: Database, body: TenantCreate, *, actor: dict[str, str]) -> dict[str, Any]:
+def create_tenant(db: Database[Document], body: TenantCreate, *, actor: dict[str, str]) -> dict[str, Any]:
     doc = tenant_document(body)
     try:
         db["tenants"].insert_one(doc)
@@ -212,7 +212,9 @@ def provider_document(ring: KeyRing, body: ProviderCreate) -> dict[str, Any]:
         "authUrl": str(body.auth_url),
         "tokenUrl": str(body.token_url),
         "clientId": body.client_id,
-        "clientSecret": ring.encrypt(body.client_secret.get_secret_value(), provider_binding(provider_id)),
+        "clientSecret": seal(
+            ring, CLIENT_SECRET, body.client_secret.get_secret_value(), document_id=provider_id
+        ),
         "grantType": body.grant_type,
         "tokenMethod": body.token_method,
         "createdAt": created,
@@ -225,7 +227,7 @@ def provider_document(ring: KeyRing, body: ProviderCreate) -> dict[str, Any]:
 
 
 def create_provider(
-    db: Database, ring: KeyRing, body: ProviderCreate, *, actor: dict[str, str]
+    db: Database[Document], ring: KeyRing, body: ProviderCreate, *, actor: dict[str, str]
 ) -> dict[str, Any]:
     doc = provider_document(ring, body)
     try:
@@ -251,14 +253,12 @@ def integration_document(
     integration_id = integration_id or ObjectId()
     created = now()
 
-    def seal(field: str, value: SecretStr | None) -> str | None:
-        if value is None:
-            return None
-        return ring.encrypt(value.get_secret_value(), integration_binding(tenant_id, integration_id, field))
+    def sealed(secret: Secret, value: SecretStr) -> str:
+        return seal(ring, secret, value.get_secret_value(), document_id=integration_id, tenant_id=tenant_id)
 
-    auth: dict[str, Any] = {"accessToken": seal("authData.accessToken", body.auth_data.access_token)}
+    auth: dict[str, Any] = {"accessToken": sealed(ACCESS_TOKEN, body.auth_data.access_token)}
     if body.auth_data.refresh_token is not None:
-        auth["refreshToken"] = seal("authData.refreshToken", body.auth_data.refresh_token)
+        auth["refreshToken"] = sealed(REFRESH_TOKEN, body.auth_data.refresh_token)
     if body.auth_data.expires_at is not None:
         auth["expiresAt"] = body.auth_data.expires_at
     auth["scope"] = body.auth_data.scope
@@ -282,7 +282,7 @@ def integration_document(
 
 
 def create_integration(
-    db: Database,
+    db: Database[Document],
     ring: KeyRing,
     body: IntegrationCreate,
     *,
@@ -349,7 +349,11 @@ def create_integration(
 
 
 def delete_integration(
-    db: Database, tenant_id: ObjectId | str, integration_id: ObjectId | str, *, actor: dict[str, str]
+    db: Database[Document],
+    tenant_id: ObjectId | str,
+    integration_id: ObjectId | str,
+    *,
+    actor: dict[str, str],
 ) -> bool:
     """Remove the integration, its tokens, its files and its project links (seed: files go with it)."""
     scope = Store(db).tenant(tenant_id)

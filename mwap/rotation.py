@@ -20,12 +20,8 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 
 from mwap import audit
-from mwap.crypto import Binding, CryptoError, KeyRing
-
-SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    "cloudIntegrations": ("authData.accessToken", "authData.refreshToken"),
-    "cloudProviders": ("clientSecret",),
-}
+from mwap.crypto import SECRETS, CryptoError, KeyRing
+from mwap.store import Document
 
 
 @dataclass
@@ -39,7 +35,7 @@ class RotationReport:
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
-def _get(document: dict, path: str) -> object:
+def _get(document: dict[str, Any], path: str) -> object:
     value: object = document
     for part in path.split("."):
         if not isinstance(value, dict):
@@ -48,12 +44,8 @@ def _get(document: dict, path: str) -> object:
     return value
 
 
-def _binding(collection: str, document: dict, path: str) -> Binding:
-    return Binding(collection, document.get("tenantId"), str(document["_id"]), path)
-
-
 def rotate(
-    db: Database,
+    db: Database[Document],
     ring: KeyRing,
     *,
     batch_size: int = 200,
@@ -61,8 +53,8 @@ def rotate(
 ) -> RotationReport:
     """Re-encrypt every secret not under ``ring.primary``; one bulk write per batch."""
     report = RotationReport()
-    for collection, fields in SECRET_FIELDS.items():
-        projection = {"tenantId": 1, **dict.fromkeys(fields, 1)}
+    for collection, secrets in SECRETS.items():
+        projection = {"tenantId": 1, **{secret.path: 1 for secret in secrets}}
         last_id: Any = None
         while True:
             query: dict[str, Any] = {} if last_id is None else {"_id": {"$gt": last_id}}
@@ -75,11 +67,12 @@ def rotate(
                 report.scanned += 1
                 changes: dict[str, str] = {}
                 legacy = 0
-                for path in fields:
+                for secret in secrets:
+                    path = secret.path
                     current = _get(document, path)
                     if not isinstance(current, str) or not ring.needs_rotation(current):
                         continue
-                    binding = _binding(collection, document, path)
+                    binding = secret.binding_of(document)
                     try:
                         changes[path] = ring.encrypt(ring.decrypt(current, binding), binding)
                         if ring.is_legacy(current):

@@ -34,8 +34,6 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(default=None, min_length=16)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
-    flower_host: str = "127.0.0.1"
-    flower_port: int = Field(default=5555, ge=1, le=65535)
     api_workers: int = Field(default=2, ge=1, le=64)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 

@@ -5,6 +5,10 @@ import base64
 import pytest
 
 from mwap.crypto import (
+    ACCESS_TOKEN,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    SECRETS,
     Binding,
     KeyRing,
     KeyRingError,
@@ -12,6 +16,9 @@ from mwap.crypto import (
     TamperedError,
     UnknownKeyError,
     integration_binding,
+    provider_binding,
+    seal,
+    unseal,
 )
 
 
@@ -109,3 +116,35 @@ def test_malformed_ciphertext(value: str) -> None:
 def test_malformed_key_ring(setting: str, message: str) -> None:
     with pytest.raises(KeyRingError, match=message):
         KeyRing.parse(setting)
+
+
+def test_seal_and_unseal_bind_the_secret_to_its_document() -> None:
+    keys = ring("k1")
+    sealed = seal(keys, ACCESS_TOKEN, "ya29.token", document_id="int-1", tenant_id="tenant-a")
+    assert unseal(keys, ACCESS_TOKEN, sealed, document_id="int-1", tenant_id="tenant-a") == "ya29.token"
+    # The same associated data as the documented binding: values stored before still read.
+    assert keys.decrypt(sealed, ACCESS) == "ya29.token"
+    for secret, document_id, tenant_id in (
+        (REFRESH_TOKEN, "int-1", "tenant-a"),  # another field
+        (ACCESS_TOKEN, "int-2", "tenant-a"),  # another integration
+        (ACCESS_TOKEN, "int-1", "tenant-b"),  # another tenant
+        (CLIENT_SECRET, "int-1", None),  # another collection
+    ):
+        with pytest.raises(TamperedError):
+            unseal(keys, secret, sealed, document_id=document_id, tenant_id=tenant_id)
+
+
+def test_every_stored_secret_is_listed_once_under_its_collection() -> None:
+    listed = [(collection, secret) for collection, secrets in SECRETS.items() for secret in secrets]
+    assert [(c, s.path) for c, s in listed] == [
+        ("cloudIntegrations", "authData.accessToken"),
+        ("cloudIntegrations", "authData.refreshToken"),
+        ("cloudProviders", "clientSecret"),
+    ]
+    assert all(secret.collection == collection for collection, secret in listed)
+    assert provider_binding("p-1") == CLIENT_SECRET.binding("p-1")
+
+
+def test_an_integration_binding_names_a_stored_secret() -> None:
+    with pytest.raises(ValueError, match="not a secret of cloudIntegrations"):
+        integration_binding("tenant-a", "int-1", "authData.accesToken")

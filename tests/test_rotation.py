@@ -100,7 +100,7 @@ def test_rotation_cli_reports_undecryptable_secrets_and_exits_nonzero(
     )
     env = {**stack_env, "MWAP_MONGO_DB": fresh.name, "MWAP_ENCRYPTION_KEYS": f"k2:{NEW_KEY},k1:{OLD_KEY}"}
     result = subprocess.run(
-        [sys.executable, "-m", "mwap.cli", "--json", "keys", "rotate", "--batch-size", "1"],
+        [sys.executable, "-m", "mwap_cli", "--json", "keys", "rotate", "--batch-size", "1"],
         env=env,
         capture_output=True,
         text=True,

@@ -15,7 +15,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
-from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap import crypto
+from mwap.crypto import KeyRing
 from mwap.ledger import now
 
 CREATED_BY = "auth0|mwap-bench"
@@ -79,7 +80,9 @@ def converge_provider(db: Database, ring: KeyRing, document: dict[str, Any]) -> 
         "authUrl": document["authUrl"],
         "tokenUrl": document["tokenUrl"],
         "clientId": document["clientId"],
-        "clientSecret": ring.encrypt(document["clientSecret"], provider_binding(provider_id)),
+        "clientSecret": crypto.seal(
+            ring, crypto.CLIENT_SECRET, document["clientSecret"], document_id=provider_id
+        ),
         "grantType": "authorization_code",
         "tokenMethod": "POST",
         "metadata": dict(document.get("metadata") or {}),
@@ -107,12 +110,12 @@ def integration(
     moment = moment or now()
     integration_id = ObjectId()
 
-    def seal(field: str, value: str) -> str:
-        return ring.encrypt(value, integration_binding(tenant_id, integration_id, field))
+    def seal(secret: crypto.Secret, value: str) -> str:
+        return crypto.seal(ring, secret, value, document_id=integration_id, tenant_id=tenant_id)
 
     auth: dict[str, Any] = {
-        "accessToken": seal("authData.accessToken", access_token or "at-" + secrets.token_hex(8)),
-        "refreshToken": seal("authData.refreshToken", refresh_token or "rt-" + secrets.token_hex(8)),
+        "accessToken": seal(crypto.ACCESS_TOKEN, access_token or "at-" + secrets.token_hex(8)),
+        "refreshToken": seal(crypto.REFRESH_TOKEN, refresh_token or "rt-" + secrets.token_hex(8)),
         "scope": list(provider.get("scopes") or []),
     }
     if expires_in is not None:
