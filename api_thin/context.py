@@ -7,9 +7,11 @@ from flask import current_app
 from pymongo.database import Database
 from redis import Redis
 
-from mwap.connections import mongo_db, redis_client
+from mwap import connections
 from mwap.crypto import KeyRing
 from mwap.settings import Settings
+from mwap.store import Store
+from worker.app import publisher
 
 
 def settings() -> Settings:
@@ -27,25 +29,29 @@ def option(name: str) -> Any:
 
 
 def db() -> Database:
-    return mongo_db(settings())
+    return connections.mongo_db(settings())
+
+
+def store() -> Store:
+    """Tenant scopes, global collections and the explicit cross-tenant door over ``db()``."""
+    return Store(db())
 
 
 def redis() -> Redis:
-    return redis_client(settings())
+    return connections.redis_client(settings())
 
 
 def key_ring() -> KeyRing:
-    """The encryption key ring, parsed once per app (so once per process)."""
-    ring = current_app.extensions.get("mwap_key_ring")
-    if ring is None:
-        ring = current_app.extensions["mwap_key_ring"] = settings().key_ring()
-    return ring
+    """This process's encryption key ring (``mwap.connections``, parsed once)."""
+    return connections.key_ring(settings())
 
 
 def producer() -> Celery:
     return current_app.extensions["mwap_celery"]
 
 
-def publish(task_name: str, job_id: str, queue: str, headers: dict[str, str]) -> None:
-    """Send one job by name: its id is the only argument and the Celery task id."""
-    producer().send_task(task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers)
+def publish(
+    task_name: str, job_id: str, queue: str, headers: dict[str, str], *, countdown: float | None = None
+) -> None:
+    """Send one job by name through the one publisher (``worker.app.publisher``)."""
+    publisher(producer())(task_name, job_id, queue, headers, countdown=countdown)

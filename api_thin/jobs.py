@@ -20,7 +20,7 @@ from api_thin.auth import Principal
 from api_thin.problems import Problem
 from api_thin.routing import Call, Reply
 from api_thin.schemas import BatchItemOut, BatchOut, JobListQuery, JobOut, JobPage
-from mwap import jobtypes, ledger, redact
+from mwap import jobtypes, leases, ledger, redact
 from mwap.enqueue import Enqueued, JobRequest, enqueue
 from mwap.ids import oid
 from mwap.jobtypes import Scope
@@ -71,8 +71,10 @@ def _live_tenants(ids: set[str]) -> set[str]:
     """Those of ``ids`` naming a tenant that exists and is not archived (it gets no jobs)."""
     if not ids:
         return set()
-    found = context.db()["tenants"].find(
-        {"_id": {"$in": sorted(oid(i) for i in ids)}, "archived": {"$ne": True}}, {"_id": 1}
+    found = (
+        context.store()
+        .global_collection("tenants")
+        .find({"_id": {"$in": sorted(oid(i) for i in ids)}, "archived": {"$ne": True}}, {"_id": 1})
     )
     return {str(doc["_id"]) for doc in found}
 
@@ -99,7 +101,7 @@ def _tenants_named(principal: Principal, targets: list[Target]) -> dict[int, str
     invalid, forbidden = [], []
     tenant_ids: dict[int, str] = {}
     for n, target in enumerate(targets):
-        scope = jobtypes.JOB_TYPES[target.type].scope
+        scope = jobtypes.job_types()[target.type].scope
         if scope is Scope.SYSTEM and not principal.is_admin:
             forbidden.append(_error(target, "type", f"{target.type} needs the admin key"))
         elif scope is Scope.TENANT:
@@ -169,7 +171,7 @@ def resolve(principal: Principal, targets: list[Target]) -> list[JobRequest]:
 def submit(requests: list[JobRequest]) -> list[Enqueued]:
     settings = context.settings()
     return enqueue(
-        context.db(), context.redis(), context.publish, requests, lease_ttl=settings.broker_visibility_timeout
+        context.db(), context.redis(), context.publish, requests, lease_ttl=leases.job_lease_ttl(settings)
     )
 
 
@@ -249,7 +251,7 @@ def create_job_batch(call: Call) -> Reply:
 def trigger(job_type: str, name: str) -> Callable[[Call], Reply]:
     """A view enqueueing ``job_type`` for the tenant or integration in the path; the body (optional)
     holds the job's params."""
-    scope = jobtypes.JOB_TYPES[job_type].scope
+    scope = jobtypes.job_types()[job_type].scope
 
     def view(call: Call) -> Reply:
         params = call.body.model_dump(mode="json", by_alias=True)

@@ -48,7 +48,7 @@ def _trigger(path: str, job_type: str, name: str, summary: str) -> Endpoint:
         summary,
         "jobs",
         _JOB_ANSWERS,
-        body=jobtypes.JOB_TYPES[job_type].params,
+        body=jobtypes.job_types()[job_type].params,
         body_required=False,
         description=f"Enqueues `{job_type}`. The body is optional: the job's params.",
     )

@@ -19,6 +19,7 @@ from pydantic import (
     create_model,
 )
 
+import tasks
 from mwap import jobtypes, registry
 from mwap.bson_dates import BsonDate, BsonQueryDatetime
 from mwap.ids import HEX_PATTERN, IdStr
@@ -67,7 +68,8 @@ def _job_variant(job_type: JobType) -> type[Body]:
     return create_model(_variant_name(job_type), __base__=Body, __doc__=job_type.description, **fields)
 
 
-JOB_VARIANTS: dict[str, type[Body]] = {name: _job_variant(jt) for name, jt in jobtypes.JOB_TYPES.items()}
+# The job types as their modules declare them (tasks.load() imports them; the API runs none).
+JOB_VARIANTS: dict[str, type[Body]] = {name: _job_variant(jt) for name, jt in tasks.load().items()}
 if TYPE_CHECKING:  # a union built at run time from the registry: statically, one of the bodies
     JobItem = Body
 else:
@@ -141,7 +143,7 @@ class BatchOut(Out):
 
 
 class JobListQuery(Query):
-    type: Literal[tuple(jobtypes.JOB_TYPES)] | None = None  # type: ignore[valid-type]
+    type: Literal[tuple(jobtypes.job_types())] | None = None  # type: ignore[valid-type]
     status: Status | None = None
     subject: Id | None = Field(
         default=None, description="An integration, project or tenant id the job is about."

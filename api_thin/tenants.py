@@ -22,7 +22,8 @@ DEFAULT_USAGE_DAYS = 30
 def find_tenant(principal: Principal, tenant_id: str) -> dict[str, Any]:
     """The tenant if the caller may see it, else a 404 (another tenant's id answers as a missing one)."""
     visible = is_oid(tenant_id) and principal.can_see(tenant_id)
-    doc = context.db()["tenants"].find_one({"_id": oid(tenant_id)}) if visible else None
+    tenants = context.store().global_collection("tenants")
+    doc = tenants.find_one({"_id": oid(tenant_id)}) if visible else None
     if doc is None:
         raise Problem(404, "No such tenant")
     return doc

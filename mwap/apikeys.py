@@ -10,6 +10,7 @@ from pymongo.database import Database
 from mwap import audit
 from mwap.ids import is_oid, oid
 from mwap.ledger import now
+from mwap.store import Document
 
 KEY_PREFIX = "mwap_"
 
@@ -20,7 +21,7 @@ def hash_key(key: str) -> str:
 
 
 def create(
-    db: Database, tenant_id: ObjectId | str, *, name: str = "", actor: dict[str, str]
+    db: Database[Document], tenant_id: ObjectId | str, *, name: str = "", actor: dict[str, str]
 ) -> tuple[dict[str, Any], str]:
     """A new key for ``tenant_id``: the stored document and the key itself (shown once)."""
     if not is_oid(tenant_id):
@@ -53,7 +54,7 @@ def create(
     return doc, key
 
 
-def revoke(db: Database, key_id: str, *, actor: dict[str, str]) -> dict[str, Any] | None:
+def revoke(db: Database[Document], key_id: str, *, actor: dict[str, str]) -> dict[str, Any] | None:
     """Revoke a key by id; None when there is no such live key."""
     doc = db["apiKeys"].find_one_and_update(
         {"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": now()}}, projection={"keyHash": 0}
@@ -70,7 +71,7 @@ def revoke(db: Database, key_id: str, *, actor: dict[str, str]) -> dict[str, Any
     return doc
 
 
-def find_live(db: Database, key: str) -> dict[str, Any] | None:
+def find_live(db: Database[Document], key: str) -> dict[str, Any] | None:
     """The live key's document, or None: unknown, revoked, without a tenant, or its tenant is gone
     or archived.
 
@@ -86,6 +87,6 @@ def find_live(db: Database, key: str) -> dict[str, Any] | None:
     return doc
 
 
-def listing(db: Database, tenant_id: ObjectId | str | None = None) -> list[dict[str, Any]]:
+def listing(db: Database[Document], tenant_id: ObjectId | str | None = None) -> list[dict[str, Any]]:
     query = {"tenantId": oid(tenant_id)} if tenant_id else {}
     return list(db["apiKeys"].find(query, {"keyHash": 0}).sort("createdAt", -1).limit(1000))

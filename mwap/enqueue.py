@@ -1,25 +1,45 @@
-"""Creating jobs: the one path used by the API and by the dispatchers.
+"""Creating and sending jobs: the one path used by the API, the dispatchers, the CLI, a job's
+continuation, a worker's requeue and the reconciler's resends.
 
 For each request: take the job's lease (at most one open job per type and subject), write the
 ledger documents in one ``insert_many``, then publish one message per job carrying only its id.
-A request whose lease is held gets the job that holds it instead of a new one.
+A request whose lease is held gets the job that holds it instead of a new one. Messages are sent
+by one ``Publisher`` (``worker.app.publisher``), always after the ledger write they point to.
 """
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo.database import Database
 from redis import Redis
 
-from mwap import leases, ledger
-from mwap.jobtypes import JOB_TYPES, Scope
+from mwap import jobtypes, leases, ledger
+from mwap.jobtypes import JobType, Scope
 from mwap.store import Document
 
-# Publishes one job: (task name, job id, queue, headers).
-Publisher = Callable[[str, str, str, dict[str, str]], None]
+
+class Publisher(Protocol):
+    """Sends one job's message: by task name, the job id its only argument and its task id."""
+
+    def __call__(
+        self,
+        task_name: str,
+        job_id: str,
+        queue: str,
+        headers: dict[str, str],
+        *,
+        countdown: float | None = None,
+    ) -> None: ...
+
+
+def _type(name: str) -> JobType:
+    job_type = jobtypes.get(name)
+    if job_type is None:
+        raise KeyError(f"unknown job type {name!r}")
+    return job_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +55,14 @@ class JobRequest:
     def lease_key(self) -> str | None:
         """The job's lease: its tenant, type and subject (the tenant first, so equal subject ids of
         two tenants never share one)."""
-        scope = JOB_TYPES[self.type].scope
+        job_type = _type(self.type)
+        kind = job_type.lease_kind or job_type.name
         tenant = str(self.tenant_id) if self.tenant_id is not None else None
-        if scope is Scope.INTEGRATION:
-            return leases.key(self.type, self.subject["integrationId"], tenant)
-        if scope is Scope.PROJECT:
-            # One sync of an integration at a time, whether asked for the integration or a project.
-            return leases.key("integration.sync_files", self.subject["integrationId"], tenant)
-        if scope is Scope.TENANT:
-            return leases.key(self.type, self.subject["tenantId"], tenant)
+        if job_type.scope in {Scope.INTEGRATION, Scope.PROJECT}:
+            # A project sync names the integration sync's lease: one sync of an integration at a time.
+            return leases.key(kind, self.subject["integrationId"], tenant)
+        if job_type.scope is Scope.TENANT:
+            return leases.key(kind, self.subject["tenantId"], tenant)
         return None
 
 
@@ -95,7 +114,7 @@ def _enqueue_unique(
             tenant_id=r.tenant_id,
             subject=r.subject,
             params=r.params,
-            queue=JOB_TYPES[r.type].queue.value,
+            queue=_type(r.type).queue.value,
             request_id=r.request_id,
         )
         for r in requests
@@ -195,3 +214,46 @@ def cancel_integration_jobs(
         if job.get("leaseKey"):
             leases.release(redis, job["leaseKey"], job["_id"])
     return len(cancelled)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenJob:
+    """What a continuation needs of the job it continues."""
+
+    id: str
+    type: str
+    tenant_id: ObjectId | str | None
+    subject: dict[str, str]
+    lease_key: str | None
+
+
+def continue_job(
+    db: Database[Document],
+    redis: Redis,
+    publish: Publisher,
+    job: OpenJob,
+    *,
+    params: dict[str, Any],
+    lease_ttl: int,
+) -> str:
+    """Enqueue the continuation of a running job (same type and subject, new params), handing it
+    the job's lease so no other job of that subject slips in between; returns its id."""
+    job_type = _type(job.type)
+    draft = ledger.new_job(
+        job.type, tenant_id=job.tenant_id, subject=job.subject, params=params, queue=job_type.queue.value
+    )
+    draft["continues"] = job.id
+    if job.lease_key:
+        draft["leaseKey"] = job.lease_key
+        leases.take_over(redis, job.lease_key, job.id, draft["_id"], lease_ttl)
+    db[ledger.COLLECTION].insert_one(draft)
+    publish(job.type, draft["_id"], job_type.queue.value, {})
+    return str(draft["_id"])
+
+
+def resend(
+    publish: Publisher, job_type: str, job_id: str, queue: str, *, countdown: float | None = None
+) -> None:
+    """Send an existing ledger job's message again (a worker's requeue, the reconciler's resend).
+    Safe to repeat: a job runs once at a time and a message for a final job does nothing."""
+    publish(job_type, job_id, queue, {}, countdown=countdown)

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from mwap import jobtypes
 from mwap.settings import Settings
 from mwap.store import Document
 
@@ -67,20 +68,6 @@ def indexes(settings: Settings) -> list[Index]:
         Index("virtualFiles", "syncStatus.lastSync_1", [("syncStatus.lastSync", ASCENDING)]),
         Index("virtualFiles", "path_1", [("path", ASCENDING)]),
         # --- the platform's own, for its queries ---
-        # dispatchers: due work among active integrations
-        Index(
-            "cloudIntegrations",
-            "mwap_due_health",
-            [("status", ASCENDING), ("mwapTasks.healthCheckedAt", ASCENDING)],
-        ),
-        Index(
-            "cloudIntegrations",
-            "mwap_due_refresh",
-            [("status", ASCENDING), ("mwapTasks.lastRefreshAt", ASCENDING)],
-        ),
-        Index(
-            "cloudIntegrations", "mwap_due_sync", [("status", ASCENDING), ("mwapTasks.lastSyncAt", ASCENDING)]
-        ),
         # sync: a tenant's files under a path, and its project totals
         Index(
             "virtualFiles",
@@ -131,6 +118,8 @@ def indexes(settings: Settings) -> list[Index]:
         ),
         Index("apiKeys", "key_hash_unique", [("keyHash", ASCENDING)], {"unique": True}),
         Index("apiKeys", "tenant", [("tenantId", ASCENDING), ("createdAt", DESCENDING)]),
+        # the dispatchers' due queries: each scheduled job type declares the index it needs
+        *jobtypes.due_indexes(),
     ]
 
 

@@ -1,17 +1,27 @@
-"""The job types the platform runs: their names (equal to Celery task names), scope and queue.
+"""What a job type is, and the registry the job types declare themselves into.
 
-The API validates requests against this table and the worker routes by it; neither imports the
-other to do so.
+Each job type is declared once, next to its code (``tasks/<domain>.py``): its name (equal to its
+Celery task name), scope, queue, parameter model, schedule with its due query and index, and its
+retry and skip policy. The worker's routes and beat schedule, the dispatchers, the API's request
+bodies and OpenAPI document, and the index set all derive from this registry.
+
+The core only defines the shapes; the task modules register into it when imported. Entry points
+load them all with ``tasks.load()``, and reading the registry before that is an error, never a
+silently partial list.
 """
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict
 
-from mwap.bson_dates import BsonDate
+from mwap.settings import Settings
+
+if TYPE_CHECKING:  # mwap.indexes reads the due indexes from here
+    from mwap.indexes import Index
 
 
 class Queue(StrEnum):
@@ -27,55 +37,59 @@ class Scope(StrEnum):
     PROJECT = "project"  # subject {projectId, integrationId}; shares the integration sync's lease
 
 
+# The collection a scheduled type's due query runs on, by scope.
+SCOPE_COLLECTIONS = {Scope.INTEGRATION: "cloudIntegrations", Scope.TENANT: "tenants"}
+
+
 class Params(BaseModel):
     """Base of every job's params: unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class EchoParams(Params):
-    """``system.echo``: proves the path from API to worker and back, and lets tests make it fail."""
-
-    message: str = Field(default="", max_length=1000)
-    fail_times: int = Field(default=0, ge=0, le=5, alias="failTimes")
-    fail: bool = False
-    sleep_seconds: float = Field(default=0, ge=0, le=30, alias="sleepSeconds")
-
-
 class NoParams(Params):
     """Jobs that take no parameters."""
 
 
-class RefreshParams(Params):
-    force: bool = False  # refresh even when the token is not close to expiry
+# (settings, now) -> the MongoDB filter of the subjects due now.
+DueQuery = Callable[[Settings, datetime], dict[str, Any]]
 
 
-class SyncParams(Params):
-    full: bool = False  # relist everything instead of following the saved cursor
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Beat runs ``dispatch.<type>`` every ``interval`` seconds (a Settings field name, or a
+    function of the settings); it enqueues the type for every subject ``due`` selects, on the
+    scope's collection, with the help of ``index``."""
+
+    interval: str | Callable[[Settings], float]
+    due: DueQuery
+    index: "Index | None" = None
+
+    def seconds(self, settings: Settings) -> float:
+        if callable(self.interval):
+            return float(self.interval(settings))
+        return float(getattr(settings, self.interval))
 
 
-MAX_AGGREGATE_DAYS = 366
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A job type's retry policy, applied by the task base class: the body raises, this decides.
+
+    An error of a type in ``on`` is retried while the job has spent fewer than ``max_retries``
+    retries (counted in the ledger, so retries for a storage outage, which JobTask makes on its
+    own, never spend them). The wait is the error's ``retry_after`` when it has one, else
+    ``backoff * 2**retries`` seconds, with half of it random when ``jitter``. ``exhausted`` runs
+    (with the task's Services, the Job and the error) when a retryable error meets an empty budget.
+    """
+
+    on: tuple[type[Exception], ...] = ()
+    max_retries: int = 0
+    backoff: float = 5.0
+    jitter: bool = True
+    exhausted: Callable[[Any, Any, Exception], None] | None = None
 
 
-class AggregateParams(Params):
-    """Days to roll up (UTC dates); default: yesterday and today."""
-
-    start: BsonDate | None = Field(default=None, alias="from")
-    end: BsonDate | None = Field(default=None, alias="to")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        # The window the job will roll up: "to" defaults to today, so "from" alone is bounded too.
-        end = self.end or datetime.now(UTC).date()
-        if self.start and self.start > end:
-            raise ValueError("from must not be after to (or today)")
-        if self.start and (end - self.start).days > MAX_AGGREGATE_DAYS:
-            raise ValueError(f"at most {MAX_AGGREGATE_DAYS} days per job")
-        return self
-
-
-class RetentionParams(Params):
-    dry_run: bool = Field(default=False, alias="dryRun")
+NO_RETRY = Retry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,72 +99,77 @@ class JobType:
     queue: Queue
     params: type[Params]
     description: str
+    schedule: Schedule | None = None
+    retry: Retry = NO_RETRY
+    # Errors that end the job as a normal outcome: succeeded with {"skipped": "<why>"}.
+    skip_on: tuple[type[Exception], ...] = ()
+    # The lease a job of this type takes: the type's own name, or another's (a project sync
+    # shares the integration sync's, so one sync of an integration runs at a time).
+    lease_kind: str | None = field(default=None)
+
+    @property
+    def dispatcher(self) -> str:
+        """The Celery task name of this type's dispatcher (beat runs it; scheduled types only)."""
+        return f"dispatch.{self.name}"
+
+    @property
+    def due_collection(self) -> str:
+        return SCOPE_COLLECTIONS[self.scope]
 
     def validate_params(self, raw: dict[str, Any] | None) -> dict[str, Any]:
         """Params checked against the type's model, returned in their stored (alias) form."""
         return self.params.model_validate(raw or {}).model_dump(mode="json", by_alias=True)
 
 
-JOB_TYPES: dict[str, JobType] = {
-    jt.name: jt
-    for jt in (
-        JobType(
-            "system.echo",
-            Scope.SYSTEM,
-            Queue.DEFAULT,
-            EchoParams,
-            "Echo a message back; can be told to fail or retry. For smoke tests and operators.",
-        ),
-        JobType(
-            "integration.health_check",
-            Scope.INTEGRATION,
-            Queue.DEFAULT,
-            NoParams,
-            "Cheap authenticated provider call; updates the integration's health.",
-        ),
-        JobType(
-            "integration.refresh_token",
-            Scope.INTEGRATION,
-            Queue.DEFAULT,
-            RefreshParams,
-            "OAuth refresh_token grant; stores the new tokens encrypted.",
-        ),
-        JobType(
-            "integration.sync_files",
-            Scope.INTEGRATION,
-            Queue.SYNC,
-            SyncParams,
-            "Incremental listing of the provider account into virtualFiles.",
-        ),
-        JobType(
-            "project.sync_files",
-            Scope.PROJECT,
-            Queue.SYNC,
-            SyncParams,
-            "Seed sync-virtual-files {projectId, integrationId}: the integration's sync, run for one "
-            "project whose link is enabled; shares the integration sync's lease.",
-        ),
-        JobType(
-            "tenant.aggregate_usage",
-            Scope.TENANT,
-            Queue.MAINTENANCE,
-            AggregateParams,
-            "Daily usage rollups into usageDaily.",
-        ),
-        JobType(
-            "tenant.apply_retention",
-            Scope.TENANT,
-            Queue.MAINTENANCE,
-            RetentionParams,
-            "Deletes what is past the tenant's retention.",
-        ),
-    )
-}
+class RegistryNotLoaded(RuntimeError):
+    """The registry was read before ``tasks.load()`` imported the job types' modules."""
+
+
+_REGISTRY: dict[str, JobType] = {}
+_loaded = False
+
+
+def register(job_type: JobType) -> JobType:
+    """Add a job type (at import of its module); a second, different type of the same name fails."""
+    known = _REGISTRY.get(job_type.name)
+    if known is not None and known != job_type:
+        raise ValueError(f"job type {job_type.name!r} is declared twice")
+    if job_type.schedule is not None and job_type.scope not in SCOPE_COLLECTIONS:
+        raise ValueError(f"{job_type.name}: only integration and tenant types can be scheduled")
+    _REGISTRY[job_type.name] = job_type
+    return job_type
+
+
+def mark_loaded() -> None:
+    """Called by ``tasks.load()`` once every job type's module is imported."""
+    global _loaded  # noqa: PLW0603 - the one process-wide registry
+    _loaded = True
+
+
+def job_types() -> dict[str, JobType]:
+    """Every job type, by name."""
+    if not _loaded:
+        raise RegistryNotLoaded("job types are not loaded: call tasks.load() at process start")
+    return _REGISTRY
+
+
+def get(name: str) -> JobType | None:
+    return job_types().get(name)
+
+
+def scheduled() -> list[JobType]:
+    return [jt for jt in job_types().values() if jt.schedule is not None]
 
 
 def routes() -> dict[str, dict[str, str]]:
-    """Celery ``task_routes``: each job type to its queue; the dispatchers to ``maintenance``."""
-    table: dict[str, dict[str, str]] = {name: {"queue": jt.queue.value} for name, jt in JOB_TYPES.items()}
+    """Celery ``task_routes``: each job type to its queue; the dispatchers and the reconciler to
+    ``maintenance``."""
+    table: dict[str, dict[str, str]] = {name: {"queue": jt.queue.value} for name, jt in job_types().items()}
     table["dispatch.*"] = {"queue": Queue.MAINTENANCE.value}
     table["system.reconcile"] = {"queue": Queue.MAINTENANCE.value}
     return table
+
+
+def due_indexes() -> list["Index"]:
+    """The indexes the scheduled types' due queries need."""
+    return [jt.schedule.index for jt in scheduled() if jt.schedule is not None and jt.schedule.index]

@@ -160,12 +160,18 @@ def cancel(db: Database[Document], query: dict[str, Any], *, reason: str) -> lis
     return found
 
 
-def get(db: Database[Document], job_id: str, *, tenant_id: ObjectId | str | None) -> dict[str, Any] | None:
+def get(
+    db: Database[Document],
+    job_id: str,
+    *,
+    tenant_id: ObjectId | str | None,
+    projection: dict[str, int] | None = None,
+) -> dict[str, Any] | None:
     """A job by id; with a tenant id, only that tenant's job (None for another tenant's)."""
     query: dict[str, Any] = {"_id": job_id}
     if tenant_id is not None:
         query["tenantId"] = oid(tenant_id)
-    return db[COLLECTION].find_one(query)
+    return db[COLLECTION].find_one(query, projection)
 
 
 def error_summary(exc: BaseException, *, limit: int = 2000) -> dict[str, Any]:

@@ -117,7 +117,7 @@ def _jsonable(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else repr(value)
 
 
-class _StdoutHandler(logging.StreamHandler):
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stdout`` is at emit time (test runners and daemons swap it)."""
 
     def __init__(self) -> None:

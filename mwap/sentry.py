@@ -188,7 +188,7 @@ def _scrubbed(event: dict[str, Any]) -> dict[str, Any]:
     """By name and shape (``redact.redact``), then by value: what hid under a secret's name goes
     wherever else it appears too."""
     found = redact.secret_values(event)
-    return redact.replace_values(redact.redact(event), found)
+    return cast(dict[str, Any], redact.replace_values(redact.redact(event), found))
 
 
 def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
@@ -216,4 +216,4 @@ def before_send_transaction(event: dict[str, Any], hint: dict[str, Any]) -> dict
 
 def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
     """Scrub a breadcrumb's message and data (log lines, HTTP calls) before Sentry keeps it."""
-    return redact.redact(crumb)
+    return cast(dict[str, Any], redact.redact(crumb))

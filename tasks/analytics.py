@@ -6,17 +6,20 @@ health) describe "now" and are written only into today's document; past days kee
 """
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Self
 
 from bson import ObjectId
-from celery import shared_task
+from pydantic import Field, model_validator
 
 from mwap import usage
+from mwap.bson_dates import BsonDate
 from mwap.ids import aware, oid
+from mwap.jobtypes import JobType, Params, Queue, Schedule, Scope
 from mwap.ledger import now
-from mwap.store import Store
+from mwap.services import Services
+from tasks.dispatch import live_tenants
 from tasks.integrations import Skip, ensure_tenant_live
-from worker.base import Job, JobTask, Services
+from worker.base import Job, JobTask, job_task
 
 
 def day_start(day: date) -> datetime:
@@ -34,7 +37,7 @@ def aggregate(services: Services, tenant_id: ObjectId | str, days: list[date]) -
     """Compute and upsert the ``usageDaily`` documents of ``days``; returns them."""
     if not days:
         return []
-    scope = Store(services.db).tenant(tenant_id)
+    scope = services.store.tenant(tenant_id)
     first, last = day_start(days[0]), day_start(days[-1]) + timedelta(days=1)
     jobs: dict[date, dict[str, dict[str, int]]] = {day: {} for day in days}
     files_synced: dict[date, int] = dict.fromkeys(days, 0)
@@ -109,7 +112,7 @@ def update_seed_counters(services: Services, tenant_id: ObjectId | str) -> dict[
     """Seed 000's counters: every live project's ``metadata.fileCount/totalSize``, and the tenant's
     ``metadata.totalProjects/totalMembers/storageUsed/lastActivity``. (Integrations'
     ``usage.totalRequests/lastRequest`` are counted by every job as it calls the provider.)"""
-    scope = Store(services.db).tenant(tenant_id)
+    scope = services.store.tenant(tenant_id)
     projects = list(scope["projects"].find({"archived": {"$ne": True}}, {"members.userId": 1, "metadata": 1}))
     totals = {
         row["_id"]: row
@@ -150,7 +153,12 @@ def update_seed_counters(services: Services, tenant_id: ObjectId | str) -> dict[
         )
         if isinstance(moment, datetime)
     ]
-    tenant = services.db["tenants"].find_one({"_id": scope.tenant_id}, {"metadata.lastActivity": 1}) or {}
+    tenant = (
+        services.store.global_collection("tenants").find_one(
+            {"_id": scope.tenant_id}, {"metadata.lastActivity": 1}
+        )
+        or {}
+    )
     previous = (tenant.get("metadata") or {}).get("lastActivity")
     if isinstance(previous, datetime):
         activity.append(previous)
@@ -165,19 +173,47 @@ def update_seed_counters(services: Services, tenant_id: ObjectId | str) -> dict[
     }
     if activity:
         counters["lastActivity"] = max(aware(moment) for moment in activity)
-    services.db["tenants"].update_one(
+    services.store.global_collection("tenants").update_one(
         {"_id": scope.tenant_id}, {"$set": {f"metadata.{name}": value for name, value in counters.items()}}
     )
     return {**counters, "projectsUpdated": len(updates)}
 
 
-@shared_task(bind=True, base=JobTask, name="tenant.aggregate_usage")
+MAX_AGGREGATE_DAYS = 366
+
+
+class AggregateParams(Params):
+    """Days to roll up (UTC dates); default: yesterday and today."""
+
+    start: BsonDate | None = Field(default=None, alias="from")
+    end: BsonDate | None = Field(default=None, alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        # The window the job will roll up: "to" defaults to today, so "from" alone is bounded too.
+        end = self.end or datetime.now(UTC).date()
+        if self.start and self.start > end:
+            raise ValueError("from must not be after to (or today)")
+        if self.start and (end - self.start).days > MAX_AGGREGATE_DAYS:
+            raise ValueError(f"at most {MAX_AGGREGATE_DAYS} days per job")
+        return self
+
+
+AGGREGATE_USAGE = JobType(
+    "tenant.aggregate_usage",
+    Scope.TENANT,
+    Queue.MAINTENANCE,
+    AggregateParams,
+    "Daily usage rollups into usageDaily.",
+    schedule=Schedule(interval="usage_aggregation_interval", due=live_tenants),
+    skip_on=(Skip,),
+)
+
+
+@job_task(AGGREGATE_USAGE)
 def aggregate_usage(self: JobTask, job: Job) -> dict[str, Any]:
     services = self.services()
-    try:
-        ensure_tenant_live(services, oid(job.tenant_id))
-    except Skip as skip:
-        return {"skipped": str(skip)}
+    ensure_tenant_live(services, oid(job.tenant_id))
     days = window(job.params, now().date())
     documents = aggregate(services, job.tenant, days)
     counters = update_seed_counters(services, job.tenant)

@@ -8,70 +8,56 @@ dispatch grows with the due items, not with all items.
 
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime
 from itertools import batched
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 from bson import ObjectId
 from celery import shared_task
 
-from mwap import metrics
+from mwap import jobtypes, leases, metrics
 from mwap.enqueue import JobRequest, enqueue
+from mwap.jobtypes import JobType, Scope
 from mwap.ledger import now
-from mwap.store import Store
+from mwap.services import Services
+from mwap.settings import Settings
 from worker.app import publisher
-from worker.base import Services, services_of
+from worker.base import services_of
 
 logger = logging.getLogger(__name__)
 
 
-def _due_or_never(field: str, cutoff: object) -> list[dict[str, Any]]:
+def due_or_never(field: str, cutoff: object) -> list[dict[str, Any]]:
+    """``$or`` branches: ``field`` unset (never done) or older than ``cutoff``."""
     return [{field: None}, {field: {"$lt": cutoff}}]
 
 
 ARCHIVED = {"archived": True}
 
 
+def live_tenants(settings: Settings, moment: datetime) -> dict[str, Any]:
+    """The due query of tenant-scoped types: every tenant not archived (seed ``archived``)."""
+    return {"archived": {"$ne": True}}
+
+
 def archived_tenants(services: Services) -> list[ObjectId]:
     """Ids of archived tenants (seed ``archived: true``): their integrations get no jobs."""
-    tenants = Store(services.db).global_collection("tenants")
+    tenants = services.store.global_collection("tenants")
     return [doc["_id"] for doc in tenants.find(ARCHIVED, {"_id": 1})]
 
 
-def due_integrations(services: Services, job_type: str) -> dict[str, Any]:
-    """The indexed query of integrations due for ``job_type`` now (seed status ``active`` only).
+def _scheduled(name: str) -> JobType:
+    job_type = jobtypes.get(name)
+    if job_type is None or job_type.schedule is None:
+        raise ValueError(f"no due query for {name}")
+    return job_type
 
-    Health: never checked by the platform (``mwapTasks.healthCheckedAt`` unset, so a new
-    integration is checked on the next tick) or ``health.lastCheck`` older than the interval.
-    Refresh: a refresh token, and expiring within the look-ahead, or not refreshed (since it was
-    created) for the idle maximum; a failing refresh waits out its cooldown.
-    """
-    settings = services.settings
-    moment = now()
-    if job_type == "integration.health_check":
-        cutoff = moment - timedelta(seconds=settings.health_check_interval)
-        return {
-            "status": "active",
-            "$or": [{"mwapTasks.healthCheckedAt": None}, *_due_or_never("health.lastCheck", cutoff)],
-        }
-    if job_type == "integration.sync_files":
-        cutoff = moment - timedelta(seconds=settings.sync_interval)
-        return {"status": "active", "$or": _due_or_never("mwapTasks.lastSyncAt", cutoff)}
-    if job_type == "integration.refresh_token":
-        expiring = moment + timedelta(seconds=settings.token_refresh_lookahead)
-        idle = moment - timedelta(seconds=settings.token_refresh_max_age)
-        return {
-            "status": "active",
-            "authData.refreshToken": {"$type": "string"},
-            "$or": [
-                {"authData.expiresAt": {"$lt": expiring}},
-                {"mwapTasks.lastRefreshAt": {"$lt": idle}},
-                {"mwapTasks.lastRefreshAt": None, "createdAt": {"$lt": idle}},
-            ],
-            # Residual filter on the few due ones: a failing refresh waits out its cooldown.
-            "mwapTasks.refreshCooldownUntil": {"$not": {"$gt": moment}},
-        }
-    raise ValueError(f"no due query for {job_type}")
+
+def due_integrations(services: Services, job_type: str) -> dict[str, Any]:
+    """The indexed query of integrations due for ``job_type`` now, as the type declares it."""
+    schedule = _scheduled(job_type).schedule
+    assert schedule is not None
+    return schedule.due(services.settings, now())
 
 
 def dispatch(
@@ -91,7 +77,7 @@ def dispatch(
             requests.append(JobRequest(job_type, tenant_id, {subject: str(item["_id"])}))
         due += len(requests)
         results = enqueue(
-            services.db, services.redis, publish, requests, lease_ttl=settings.broker_visibility_timeout
+            services.db, services.redis, publish, requests, lease_ttl=leases.job_lease_ttl(settings)
         )
         created += sum(1 for result in results if result.created)
     metrics.scheduler_dispatch(job_type, created)
@@ -106,7 +92,8 @@ def dispatch(
 
 
 def dispatch_integrations(services: Services, app: Any, job_type: str) -> dict[str, int]:
-    integrations = Store(services.db).unscoped("cloudIntegrations")
+    """Enqueue an integration-scoped type for every integration due (archived tenants excluded)."""
+    integrations = services.store.unscoped("cloudIntegrations")
     query = due_integrations(services, job_type)
     archived = archived_tenants(services)
     if archived:
@@ -118,44 +105,41 @@ def dispatch_integrations(services: Services, app: Any, job_type: str) -> dict[s
 
 
 def dispatch_tenants(services: Services, app: Any, job_type: str) -> dict[str, int]:
-    tenants = Store(services.db).global_collection("tenants")
+    """Enqueue a tenant-scoped type for every tenant its due query selects."""
+    schedule = _scheduled(job_type).schedule
+    assert schedule is not None
+    tenants = services.store.global_collection("tenants")
     cursor = tenants.find(
-        {"archived": {"$ne": True}}, {"_id": 1}, batch_size=services.settings.dispatch_chunk_size
+        schedule.due(services.settings, now()), {"_id": 1}, batch_size=services.settings.dispatch_chunk_size
     )
     return dispatch(services, app, job_type, cursor, "tenantId")
 
 
-# Dispatcher task names: "dispatch.<job type>". They are scheduler plumbing, not jobs: no ledger
-# documents of their own (each job they create has one), and an expired tick is simply dropped.
-class _DispatchOptions(TypedDict):
-    bind: Literal[True]
-    acks_late: bool
-    ignore_result: bool
+def dispatch_due(services: Services, app: Any, job_type: JobType) -> dict[str, int]:
+    """One tick of ``job_type``'s dispatcher."""
+    if job_type.scope is Scope.TENANT:
+        return dispatch_tenants(services, app, job_type.name)
+    return dispatch_integrations(services, app, job_type.name)
 
 
-_DISPATCH_OPTIONS: _DispatchOptions = {"bind": True, "acks_late": True, "ignore_result": True}
+def register_dispatchers() -> None:
+    """A ``dispatch.<type>`` task for every scheduled type (``tasks.load()`` calls this).
+
+    Dispatchers are scheduler plumbing, not jobs: no ledger documents of their own (each job they
+    create has one), and an expired tick is simply dropped.
+    """
+    for job_type in jobtypes.scheduled():
+        if job_type.dispatcher not in _DISPATCHERS:
+            _DISPATCHERS[job_type.dispatcher] = _dispatcher(job_type)
 
 
-@shared_task(name="dispatch.integration.health_check", **_DISPATCH_OPTIONS)
-def dispatch_health_checks(self: Any) -> dict[str, int]:
-    return dispatch_integrations(services_of(self.app), self.app, "integration.health_check")
+_DISPATCHERS: dict[str, Any] = {}
 
 
-@shared_task(name="dispatch.integration.refresh_token", **_DISPATCH_OPTIONS)
-def dispatch_token_refreshes(self: Any) -> dict[str, int]:
-    return dispatch_integrations(services_of(self.app), self.app, "integration.refresh_token")
+def _dispatcher(job_type: JobType) -> Any:
+    def run(self: Any) -> dict[str, int]:
+        return dispatch_due(services_of(self.app), self.app, job_type)
 
-
-@shared_task(name="dispatch.integration.sync_files", **_DISPATCH_OPTIONS)
-def dispatch_syncs(self: Any) -> dict[str, int]:
-    return dispatch_integrations(services_of(self.app), self.app, "integration.sync_files")
-
-
-@shared_task(name="dispatch.tenant.aggregate_usage", **_DISPATCH_OPTIONS)
-def dispatch_aggregations(self: Any) -> dict[str, int]:
-    return dispatch_tenants(services_of(self.app), self.app, "tenant.aggregate_usage")
-
-
-@shared_task(name="dispatch.tenant.apply_retention", **_DISPATCH_OPTIONS)
-def dispatch_retention(self: Any) -> dict[str, int]:
-    return dispatch_tenants(services_of(self.app), self.app, "tenant.apply_retention")
+    run.__name__ = run.__qualname__ = job_type.dispatcher.replace(".", "_")
+    run.__module__ = __name__
+    return shared_task(name=job_type.dispatcher, bind=True, acks_late=True, ignore_result=True)(run)

@@ -8,18 +8,24 @@ lets a trial call through.
 """
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import pybreaker
 from bson import ObjectId
-from celery import shared_task
+from pymongo import ASCENDING
 from redis import Redis
 
 from mwap import metrics
+from mwap.indexes import Index
+from mwap.jobtypes import JobType, NoParams, Queue, Schedule, Scope
 from mwap.ledger import now
+from mwap.services import Services
+from mwap.settings import Settings
+from tasks.dispatch import due_or_never
 from tasks.integrations import Connection, Skip, mark_error, open_connection
 from tasks.providers import AccountInfo, ProviderError, ReauthRequired, TransientProviderError
-from worker.base import Job, JobTask, Services
+from worker.base import Job, JobTask, job_task
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +144,42 @@ def check(services: Services, tenant_id: ObjectId | str, integration_id: ObjectI
     return health
 
 
-@shared_task(bind=True, base=JobTask, name="integration.health_check")
-def health_check(self: JobTask, job: Job) -> dict[str, Any]:
+def due(settings: Settings, moment: datetime) -> dict[str, Any]:
+    """Active integrations never checked by the platform (``mwapTasks.healthCheckedAt`` unset, so a
+    new integration is checked on the next tick) or whose ``health.lastCheck`` is older than the
+    interval."""
+    cutoff = moment - timedelta(seconds=settings.health_check_interval)
+    return {
+        "status": "active",
+        "$or": [{"mwapTasks.healthCheckedAt": None}, *due_or_never("health.lastCheck", cutoff)],
+    }
+
+
+def _tick(settings: Settings) -> float:
+    # New integrations are due at once: tick often enough to check them within the bound.
+    return min(settings.health_check_interval, settings.new_integration_check_within)
+
+
+HEALTH_CHECK = JobType(
+    "integration.health_check",
+    Scope.INTEGRATION,
+    Queue.DEFAULT,
+    NoParams,
+    "Cheap authenticated provider call; updates the integration's health.",
+    schedule=Schedule(
+        interval=_tick,
+        due=due,
+        index=Index(
+            "cloudIntegrations",
+            "mwap_due_health",
+            [("status", ASCENDING), ("mwapTasks.healthCheckedAt", ASCENDING)],
+        ),
+    ),
     # No retries: a failed probe is an outcome (recorded in health); the next tick probes again.
-    try:
-        return check(self.services(), job.tenant, job.subject["integrationId"])
-    except Skip as skip:
-        return {"skipped": str(skip)}
+    skip_on=(Skip,),
+)
+
+
+@job_task(HEALTH_CHECK)
+def health_check(self: JobTask, job: Job) -> dict[str, Any]:
+    return check(self.services(), job.tenant, job.subject["integrationId"])

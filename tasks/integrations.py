@@ -14,12 +14,21 @@ from bson import ObjectId
 from pydantic import ValidationError
 
 from mwap import audit, usage
-from mwap.crypto import CryptoError, KeyRing, LegacyKeyMissingError, integration_binding, provider_binding
+from mwap.crypto import (
+    ACCESS_TOKEN,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    CryptoError,
+    KeyRing,
+    LegacyKeyMissingError,
+    unseal,
+)
 from mwap.ids import oid
 from mwap.ledger import now
 from mwap.models import CloudIntegration, ProviderSlug
 from mwap.registry import api_base_url
-from mwap.store import Store, TenantCollection
+from mwap.services import Services
+from mwap.store import TenantCollection
 from tasks.providers import (
     DestinationRefused,
     OutboundPolicy,
@@ -31,12 +40,9 @@ from tasks.providers import (
     client_for,
 )
 from tasks.providers.outbound import default_policy
-from worker.base import Services
 
 logger = logging.getLogger(__name__)
 
-ACCESS = "authData.accessToken"
-REFRESH = "authData.refreshToken"
 SUPPORTED = frozenset(slug.value for slug in ProviderSlug)
 
 
@@ -87,9 +93,9 @@ def tokens_of(ring: KeyRing, integration: dict[str, Any]) -> Tokens:
     """The integration's tokens in the clear (raises CryptoError naming the key id)."""
     tenant_id, integration_id = integration["tenantId"], integration["_id"]
     auth = integration["authData"]
-    access = ring.decrypt(auth["accessToken"], integration_binding(tenant_id, integration_id, ACCESS))
+    access = unseal(ring, ACCESS_TOKEN, auth["accessToken"], document_id=integration_id, tenant_id=tenant_id)
     refresh = (
-        ring.decrypt(auth["refreshToken"], integration_binding(tenant_id, integration_id, REFRESH))
+        unseal(ring, REFRESH_TOKEN, auth["refreshToken"], document_id=integration_id, tenant_id=tenant_id)
         if auth.get("refreshToken")
         else ""
     )
@@ -127,7 +133,7 @@ def provider_config(
             policy.check_url(str(url or ""), slug)
         except OutboundRefused as refused:
             raise DestinationRefused(f"provider {slug} {name}: {refused}") from None
-    secret = ring.decrypt(provider["clientSecret"], provider_binding(provider["_id"]))
+    secret = unseal(ring, CLIENT_SECRET, provider["clientSecret"], document_id=provider["_id"])
     metadata = {**(provider.get("metadata") or {}), "apiBaseUrl": base}
     config = ProviderConfig.from_document({**provider, "clientSecret": secret, "metadata": metadata})
     return dataclasses.replace(config, policy=policy)
@@ -137,7 +143,7 @@ def mark_error(
     services: Services, tenant_id: ObjectId, integration_id: ObjectId, reason: str, *, action: str
 ) -> bool:
     """Set status ``error`` with ``reason`` unless already so; audit the change. True if changed."""
-    integrations = Store(services.db).tenant(tenant_id)["cloudIntegrations"]
+    integrations = services.store.tenant(tenant_id)["cloudIntegrations"]
     changed = integrations.update_one(
         {"_id": integration_id, "status": {"$ne": "error"}},
         {"$set": {"status": "error", "mwapTasks.statusReason": reason[:500], "updatedAt": now()}},
@@ -158,10 +164,8 @@ def mark_error(
 def ensure_tenant_live(services: Services, tenant_id: ObjectId) -> dict[str, Any]:
     """The tenant (its ``archived`` flag and feature switches); Skip when it is gone or archived:
     an archived tenant gets no work done."""
-    tenant = (
-        Store(services.db)
-        .global_collection("tenants")
-        .find_one({"_id": tenant_id}, {"archived": 1, "settings.features.cloudIntegrations": 1})
+    tenant = services.store.global_collection("tenants").find_one(
+        {"_id": tenant_id}, {"archived": 1, "settings.features.cloudIntegrations": 1}
     )
     if tenant is None:
         raise Skip("tenant no longer exists")
@@ -184,7 +188,7 @@ def load(
     tenant_id = oid(tenant_id)
     if not cloud_integrations_enabled(ensure_tenant_live(services, tenant_id)):
         raise Skip("cloud integrations are turned off for this tenant (settings.features.cloudIntegrations)")
-    integrations = Store(services.db).tenant(tenant_id)["cloudIntegrations"]
+    integrations = services.store.tenant(tenant_id)["cloudIntegrations"]
     doc = integrations.find_one({"_id": oid(integration_id)})
     if doc is None:
         raise Skip("integration no longer exists")
@@ -211,9 +215,7 @@ def open_connection(
     # From here on, the ids as stored (ObjectIds), whichever form the caller named them in.
     stored_tenant_id: ObjectId = integration["tenantId"]
     stored_integration_id: ObjectId = integration["_id"]
-    provider = (
-        Store(services.db).global_collection("cloudProviders").find_one({"_id": integration["providerId"]})
-    )
+    provider = services.store.global_collection("cloudProviders").find_one({"_id": integration["providerId"]})
     if provider is None:
         raise Skip(f"provider {integration['providerId']} is not registered")
     try:

@@ -10,63 +10,23 @@ Resending is safe: a job runs once at a time (the execution lock in worker/base.
 for a job that is already final does nothing.
 """
 
-import json
 import logging
-import time
-from datetime import datetime, timedelta
-from typing import Any, cast
+from datetime import timedelta
+from typing import Any
 
 from celery import shared_task
 from redis import Redis
 
-from mwap import jobtypes, leases, ledger
+from mwap import enqueue, jobtypes, leases, ledger
+from mwap.broker import broker_job_ids
 from mwap.ledger import now
-from mwap.metrics import queue_keys
+from mwap.services import Services
 from worker.app import publisher
-from worker.base import Services, services_of
+from worker.base import services_of
 
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
-BROKER_SCAN_LIMIT = 50_000  # beyond this many waiting messages, assume stale queued jobs are in there
-UNACKED = "unacked"  # kombu's Redis transport keeps delivered, unacknowledged messages here
-UNACKED_INDEX = "unacked_index"  # ... and their delivery times
-
-
-def broker_job_ids(redis: Redis, *, held_for: float) -> set[str] | None:
-    """Ids of jobs whose message waits in a queue or is held by a worker; None if too many to scan.
-
-    A message held unacknowledged counts only while its delivery is recent (under ``held_for``
-    seconds) or its ETA is still ahead (a retry's countdown): one held longer belongs to a worker
-    that died with it, and Redis would only give it back after the visibility timeout.
-    """
-    keys = [key for queue in jobtypes.Queue for key in queue_keys(queue.value)]
-    pipe = redis.pipeline(transaction=False)
-    for key in keys:
-        pipe.llen(key)
-    pipe.hlen(UNACKED)
-    if sum(int(n or 0) for n in pipe.execute()) > BROKER_SCAN_LIMIT:
-        return None
-    ids = set()
-    for key in keys:
-        for raw in redis.lrange(key, 0, -1):
-            ids.add(_job_id(json.loads(raw)))
-    # withscores on a client that does not decode responses: (member bytes, score) pairs.
-    scored = cast(list[tuple[bytes, float]], redis.zrange(UNACKED_INDEX, 0, -1, withscores=True))
-    delivered = {tag.decode(): score for tag, score in scored}
-    cutoff = time.time() - held_for
-    unacked = cast(dict[bytes, bytes], redis.hgetall(UNACKED))
-    for tag, entry in unacked.items():
-        message = json.loads(entry)[0]  # kombu stores [message, exchange, routing key]
-        eta = (message.get("headers") or {}).get("eta")
-        ahead = eta is not None and datetime.fromisoformat(eta).timestamp() > time.time()
-        if ahead or delivered.get(tag.decode(), time.time()) > cutoff:
-            ids.add(_job_id(message))
-    return {job_id for job_id in ids if job_id is not None}
-
-
-def _job_id(message: dict[str, Any]) -> str | None:
-    return (message.get("headers") or {}).get("id")
 
 
 def executing_jobs(app: Any) -> dict[str, set[str]]:
@@ -83,10 +43,10 @@ def free_execution_lock(
     The holder (``host:pid:tag``) is gone when its worker did not answer, or answered without
     this job among those it executes (its pool process was killed, or terminated when the broker
     connection dropped, and could not release the lock): the lock would otherwise turn every
-    delivery away (each put back for a minute) until it expires (task_time_limit + 30 s). A lock
+    delivery away (each put back for a minute) until it expires (``leases.exec_ttl``). A lock
     younger than ``min_age`` is left alone: its worker may not list the job as executing yet.
     """
-    key = f"mwap:exec:{job_id}"
+    key = leases.exec_key(job_id)
     pipe = redis.pipeline(transaction=False)
     pipe.get(key)
     pipe.ttl(key)
@@ -102,7 +62,7 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
     """One pass; returns how many open jobs were looked at, resent and failed as lost."""
     settings = services.settings
     moment = now()
-    jobs = services.db[ledger.COLLECTION]
+    jobs = services.store.unscoped(ledger.COLLECTION)  # every tenant's open jobs: the explicit door
     stale = list(
         jobs.find(
             {
@@ -127,7 +87,7 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
     waiting = broker_job_ids(services.redis, held_for=settings.stale_job_after)
     executing = executing_jobs(app)
     running_now = set().union(*executing.values())
-    lock_ttl = settings.task_time_limit + 30  # the execution lock's expiry, as worker/base.py sets it
+    lock_ttl = leases.exec_ttl(settings)
     publish = publisher(app)
     for job in stale:
         job_id = job["_id"]
@@ -161,8 +121,9 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
         marked = jobs.update_one(unchanged, {"$inc": {"resends": 1}, "$set": {"reconciledAt": moment}})
         if not marked.modified_count:
             continue
-        queue = job.get("queue") or jobtypes.JOB_TYPES[job["type"]].queue.value
-        publish(job["type"], job_id, queue, {})
+        job_type = jobtypes.get(job["type"])
+        queue = job.get("queue") or (job_type.queue.value if job_type else jobtypes.Queue.DEFAULT.value)
+        enqueue.resend(publish, job["type"], job_id, queue)
         counts["resent"] += 1
     if counts["resent"] or counts["lost"]:
         logger.warning(

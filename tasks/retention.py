@@ -13,15 +13,18 @@ from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
-from celery import shared_task
+from pydantic import Field, StrictBool
 
 from mwap import audit
 from mwap.ids import oid
+from mwap.jobtypes import JobType, Params, Queue, Schedule, Scope
 from mwap.ledger import FINAL, now
 from mwap.models import Tenant
-from mwap.store import Store, TenantCollection
+from mwap.services import Services
+from mwap.store import TenantCollection
+from tasks.dispatch import live_tenants
 from tasks.integrations import Skip, ensure_tenant_live
-from worker.base import Job, JobTask, Services
+from worker.base import Job, JobTask, job_task
 
 BATCH = 1000
 
@@ -43,13 +46,13 @@ def _purge(collection: TenantCollection, query: dict[str, Any], *, dry_run: bool
 def apply(services: Services, tenant_id: ObjectId | str, *, dry_run: bool) -> dict[str, Any]:
     tenant_id = oid(tenant_id)
     ensure_tenant_live(services, tenant_id)
-    tenant_doc = Store(services.db).global_collection("tenants").find_one({"_id": tenant_id})
+    tenant_doc = services.store.global_collection("tenants").find_one({"_id": tenant_id})
     if tenant_doc is None:
         raise Skip("tenant no longer exists")
     tenant = Tenant.model_validate(tenant_doc)
     settings = services.settings
     moment = now()
-    scope = Store(services.db).tenant(tenant_id)
+    scope = services.store.tenant(tenant_id)
     cutoffs = {
         "auditLogs": moment - timedelta(days=tenant.settings.retention_days),
         "jobs": moment - timedelta(days=settings.job_retention_days),
@@ -83,9 +86,21 @@ def apply(services: Services, tenant_id: ObjectId | str, *, dry_run: bool) -> di
     return result
 
 
-@shared_task(bind=True, base=JobTask, name="tenant.apply_retention")
+class RetentionParams(Params):
+    dry_run: StrictBool = Field(default=False, alias="dryRun")
+
+
+APPLY_RETENTION = JobType(
+    "tenant.apply_retention",
+    Scope.TENANT,
+    Queue.MAINTENANCE,
+    RetentionParams,
+    "Deletes what is past the tenant's retention.",
+    schedule=Schedule(interval="retention_interval", due=live_tenants),
+    skip_on=(Skip,),
+)
+
+
+@job_task(APPLY_RETENTION)
 def apply_retention(self: JobTask, job: Job) -> dict[str, Any]:
-    try:
-        return apply(self.services(), job.tenant, dry_run=bool(job.params.get("dryRun")))
-    except Skip as skip:
-        return {"skipped": str(skip)}
+    return apply(self.services(), job.tenant, dry_run=bool(job.params.get("dryRun")))

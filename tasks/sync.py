@@ -20,18 +20,24 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from celery import shared_task
+from pydantic import StrictBool
+from pymongo import ASCENDING
 
 from mwap.ids import oid
+from mwap.indexes import Index
+from mwap.jobtypes import JobType, Params, Queue, Retry, Schedule, Scope
 from mwap.ledger import now
-from mwap.store import Store, TenantCollection
+from mwap.services import Services
+from mwap.settings import Settings
+from mwap.store import TenantCollection
+from tasks.dispatch import due_or_never
 from tasks.integrations import Connection, Skip, open_connection
 from tasks.providers import ChangePage, CursorReset, FileItem, RateLimited, TransientProviderError
-from worker.base import Job, JobTask, Services
+from worker.base import Job, JobTask, job_task
 
 MAX_RETRIES = 8
 
@@ -148,7 +154,7 @@ class Syncer:
         self.conn = conn
         self.integration_id = conn.integration_id
         self.provider_id = conn.integration["providerId"]
-        scope = Store(conn.services.db).tenant(conn.tenant_id)
+        scope = conn.services.store.tenant(conn.tenant_id)
         self.files: TenantCollection = scope["virtualFiles"]
         self.projects: TenantCollection = scope["projects"]
         self.router = ProjectRouter(linked_projects(self.projects, self.integration_id), self.integration_id)
@@ -324,10 +330,8 @@ def check_project_link(
     services: Services, tenant_id: ObjectId | str, project_id: str, integration_id: str
 ) -> None:
     """Skip unless the project exists, is not archived and has an enabled link to the integration."""
-    project = (
-        Store(services.db)
-        .tenant(tenant_id)["projects"]
-        .find_one({"_id": oid(project_id)}, {"archived": 1, "integrations": 1})
+    project = services.store.tenant(tenant_id)["projects"].find_one(
+        {"_id": oid(project_id)}, {"archived": 1, "integrations": 1}
     )
     if project is None:
         raise Skip("project no longer exists")
@@ -346,43 +350,80 @@ def run_sync(task: JobTask, job: Job, *, project_id: str | None) -> dict[str, An
     """The body of both sync jobs: retries resume from the checkpoint, long runs continue later."""
     services = task.services()
     tenant_id, integration_id = job.tenant, job.subject["integrationId"]
+    if project_id is not None:
+        check_project_link(services, tenant_id, project_id, integration_id)
+    # "full" restarts the listing on the first attempt only; retries resume from the checkpoint.
+    full = bool(job.params.get("full")) and job.attempts == 1
     try:
-        if project_id is not None:
-            check_project_link(services, tenant_id, project_id, integration_id)
-        # "full" restarts the listing on the first attempt only; retries resume from the checkpoint.
-        full = bool(job.params.get("full")) and job.attempts == 1
         outcome = sync(services, tenant_id, integration_id, job_id=job.id, full=full)
-    except Skip as skip:
-        return {"skipped": str(skip)}
-    except CursorReset as error:
+    except CursorReset:
         # Void twice in one run: drop the cursor so the retry starts a clean relisting.
-        Store(services.db).tenant(tenant_id)["cloudIntegrations"].update_one(
+        services.store.tenant(tenant_id)["cloudIntegrations"].update_one(
             {"_id": oid(integration_id)},
             {"$set": {"mwapTasks.syncCursor": None, "mwapTasks.syncRunId": None}},
         )
-        raise task.retry(exc=error, countdown=task.backoff(error)) from None
-    except (RateLimited, TransientProviderError) as error:
-        # The last page's checkpoint is saved: the retry resumes there, after Retry-After.
-        raise task.retry(exc=error, countdown=task.backoff(error)) from None
+        raise
     if outcome.continued:
         task.continue_later(job, params={**job.params, "full": False})
     summary = outcome.summary()
     if project_id is not None:
-        project = (
-            Store(services.db)
-            .tenant(tenant_id)["projects"]
-            .find_one({"_id": oid(project_id)}, {"metadata": 1})
+        project = services.store.tenant(tenant_id)["projects"].find_one(
+            {"_id": oid(project_id)}, {"metadata": 1}
         )
         summary["project"] = {"id": project_id, **((project or {}).get("metadata") or {})}
     return summary
 
 
-@shared_task(bind=True, base=JobTask, name="integration.sync_files", max_retries=MAX_RETRIES)
+def due(settings: Settings, moment: datetime) -> dict[str, Any]:
+    """Active integrations never synced, or last synced longer ago than the interval."""
+    cutoff = moment - timedelta(seconds=settings.sync_interval)
+    return {"status": "active", "$or": due_or_never("mwapTasks.lastSyncAt", cutoff)}
+
+
+class SyncParams(Params):
+    full: StrictBool = False  # relist everything instead of following the saved cursor
+
+
+# A rate limit or a provider hiccup retries from the last checkpoint (after Retry-After when the
+# provider gives one); a cursor the provider voids twice in one run retries as a relisting.
+SYNC_RETRY = Retry(on=(RateLimited, TransientProviderError, CursorReset), max_retries=MAX_RETRIES)
+
+SYNC_FILES = JobType(
+    "integration.sync_files",
+    Scope.INTEGRATION,
+    Queue.SYNC,
+    SyncParams,
+    "Incremental listing of the provider account into virtualFiles.",
+    schedule=Schedule(
+        interval="sync_interval",
+        due=due,
+        index=Index(
+            "cloudIntegrations", "mwap_due_sync", [("status", ASCENDING), ("mwapTasks.lastSyncAt", ASCENDING)]
+        ),
+    ),
+    retry=SYNC_RETRY,
+    skip_on=(Skip,),
+)
+
+PROJECT_SYNC_FILES = JobType(
+    "project.sync_files",
+    Scope.PROJECT,
+    Queue.SYNC,
+    SyncParams,
+    "Seed sync-virtual-files {projectId, integrationId}: the integration's sync, run for one "
+    "project whose link is enabled; shares the integration sync's lease.",
+    retry=SYNC_RETRY,
+    skip_on=(Skip,),
+    lease_kind=SYNC_FILES.name,
+)
+
+
+@job_task(SYNC_FILES)
 def sync_files(self: JobTask, job: Job) -> dict[str, Any]:
     return run_sync(self, job, project_id=None)
 
 
-@shared_task(bind=True, base=JobTask, name="project.sync_files", max_retries=MAX_RETRIES)
+@job_task(PROJECT_SYNC_FILES)
 def sync_project_files(self: JobTask, job: Job) -> dict[str, Any]:
     """Seed ``sync-virtual-files {projectId, integrationId}``: the integration's sync, run for one
     project (checked: not archived, link enabled); shares the integration sync's lease."""

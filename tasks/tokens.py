@@ -7,21 +7,23 @@ rotating refresh token (Graph) is spent once, however many jobs meet a 401 at th
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from celery import shared_task
+from pydantic import StrictBool
+from pymongo import ASCENDING
 from redis.exceptions import LockError
 
-from mwap import audit, metrics, usage
-from mwap.crypto import integration_binding
+from mwap import audit, crypto, leases, metrics, usage
 from mwap.ids import aware, oid
+from mwap.indexes import Index
+from mwap.jobtypes import JobType, Params, Queue, Retry, Schedule, Scope
 from mwap.ledger import now
-from mwap.store import Store, TenantCollection
+from mwap.services import Services
+from mwap.settings import Settings
+from mwap.store import TenantCollection
 from tasks.integrations import (
-    ACCESS,
-    REFRESH,
     Skip,
     count_requests,
     load,
@@ -39,11 +41,11 @@ from tasks.providers import (
     TransientProviderError,
     client_for,
 )
-from worker.base import Job, JobTask, Services
+from worker.base import Job, JobTask, job_task
 
 logger = logging.getLogger(__name__)
 
-LOCK_TTL = 60  # seconds; longer than one token call with its retries
+LOCK_TTL = leases.REFRESH_LOCK_TTL
 MAX_RETRIES = 3
 
 
@@ -75,8 +77,7 @@ def refresh_single_flight(
     stored access token differs from them, another worker refreshed and those tokens are returned.
     """
     lock = services.redis.lock(
-        # The tenant is part of the lock: one tenant's refresh never waits on (or frees) another's.
-        f"mwap:lock:oauth-refresh:{tenant_id}:{integration_id}",
+        leases.refresh_lock_key(tenant_id, integration_id),
         timeout=LOCK_TTL,
         blocking_timeout=services.settings.refresh_wait,
     )
@@ -105,7 +106,7 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
     """Call the provider's token endpoint and store the answer encrypted, in one update."""
     tenant_id, integration_id = doc["tenantId"], doc["_id"]
     integrations = _integrations(services, tenant_id)
-    provider = services.db["cloudProviders"].find_one({"_id": doc["providerId"]})
+    provider = services.store.global_collection("cloudProviders").find_one({"_id": doc["providerId"]})
     if provider is None:
         raise Skip(f"provider {doc['providerId']} is not registered")
     settings = services.settings
@@ -144,8 +145,8 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
     ring = services.ring
     moment = now()
     update = {
-        "authData.accessToken": ring.encrypt(
-            fresh.access_token, integration_binding(tenant_id, integration_id, ACCESS)
+        crypto.ACCESS_TOKEN.path: crypto.seal(
+            ring, crypto.ACCESS_TOKEN, fresh.access_token, document_id=integration_id, tenant_id=tenant_id
         ),
         "authData.expiresAt": fresh.expires_at,
         "authData.scope": fresh.scope.split() if fresh.scope else (doc["authData"].get("scope") or []),
@@ -155,8 +156,8 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
     }
     if fresh.refresh_token:
         # A response without a new refresh token keeps the old one (tokens_of gave it back to us).
-        update["authData.refreshToken"] = ring.encrypt(
-            fresh.refresh_token, integration_binding(tenant_id, integration_id, REFRESH)
+        update[crypto.REFRESH_TOKEN.path] = crypto.seal(
+            ring, crypto.REFRESH_TOKEN, fresh.refresh_token, document_id=integration_id, tenant_id=tenant_id
         )
     integrations.update_one({"_id": integration_id}, {"$set": update})
     audit.record(
@@ -174,7 +175,7 @@ def _refresh(services: Services, doc: dict[str, Any], current: Tokens) -> Tokens
 
 
 def _integrations(services: Services, tenant_id: ObjectId | str) -> TenantCollection:
-    return Store(services.db).tenant(tenant_id)["cloudIntegrations"]
+    return services.store.tenant(tenant_id)["cloudIntegrations"]
 
 
 def is_due(doc: dict[str, Any], services: Services) -> bool:
@@ -217,16 +218,54 @@ def start_cooldown(
     )
 
 
-@shared_task(bind=True, base=JobTask, name="integration.refresh_token", max_retries=MAX_RETRIES)
+def _cool_down(services: Services, job: Job, error: Exception) -> None:
+    """The last retry failed too: no automatic attempt before the cooldown passes."""
+    start_cooldown(services, job.tenant, job.subject["integrationId"], error)
+
+
+def due(settings: Settings, moment: datetime) -> dict[str, Any]:
+    """Active integrations with a refresh token, expiring within the look-ahead or not refreshed
+    (since created) for the idle maximum; a failing refresh waits out its cooldown."""
+    expiring = moment + timedelta(seconds=settings.token_refresh_lookahead)
+    idle = moment - timedelta(seconds=settings.token_refresh_max_age)
+    return {
+        "status": "active",
+        "authData.refreshToken": {"$type": "string"},
+        "$or": [
+            {"authData.expiresAt": {"$lt": expiring}},
+            {"mwapTasks.lastRefreshAt": {"$lt": idle}},
+            {"mwapTasks.lastRefreshAt": None, "createdAt": {"$lt": idle}},
+        ],
+        # Residual filter on the few due ones: a failing refresh waits out its cooldown.
+        "mwapTasks.refreshCooldownUntil": {"$not": {"$gt": moment}},
+    }
+
+
+class RefreshParams(Params):
+    force: StrictBool = False  # refresh even when the token is not close to expiry
+
+
+REFRESH_TOKEN = JobType(
+    "integration.refresh_token",
+    Scope.INTEGRATION,
+    Queue.DEFAULT,
+    RefreshParams,
+    "OAuth refresh_token grant; stores the new tokens encrypted.",
+    schedule=Schedule(
+        interval="token_refresh_interval",
+        due=due,
+        index=Index(
+            "cloudIntegrations",
+            "mwap_due_refresh",
+            [("status", ASCENDING), ("mwapTasks.lastRefreshAt", ASCENDING)],
+        ),
+    ),
+    retry=Retry(on=(TransientProviderError, RateLimited), max_retries=MAX_RETRIES, exhausted=_cool_down),
+    skip_on=(Skip,),
+)
+
+
+@job_task(REFRESH_TOKEN)
 def refresh_token(self: JobTask, job: Job) -> dict[str, Any]:
-    services = self.services()
-    tenant_id, integration_id = job.tenant, job.subject["integrationId"]
-    try:
-        return refresh_job(services, tenant_id, integration_id, force=bool(job.params.get("force")))
-    except Skip as skip:
-        return {"skipped": str(skip)}
-    except (TransientProviderError, RateLimited) as error:
-        if self.request.retries >= MAX_RETRIES:
-            start_cooldown(services, tenant_id, integration_id, error)
-            raise
-        raise self.retry(exc=error, countdown=self.backoff(error)) from None
+    force = bool(job.params.get("force"))
+    return refresh_job(self.services(), job.tenant, job.subject["integrationId"], force=force)

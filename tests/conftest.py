@@ -11,6 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
+import tasks
 from mwap.connections import mongo_db, redis_client
 from mwap.indexes import ensure_indexes
 from mwap.metrics import reset_multiprocess_dir
@@ -19,6 +20,9 @@ from ops import processes
 from ops.fake_providers.control import FakeProviders
 from ops.processes import Child
 from tasks.providers.outbound import DEV_LOOPBACK_ENV
+
+# The job types' registry, as every entry point (worker, API, CLI) loads it at start.
+tasks.load()
 
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 ENCRYPTION_KEYS = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -139,7 +143,7 @@ def fake(log_dir: Path, db: Database, ring) -> Iterator[FakeProviders]:
 
 @pytest.fixture(scope="session")
 def services(settings: Settings, db: Database, ring):
-    from worker.base import Services  # noqa: PLC0415
+    from mwap.services import Services  # noqa: PLC0415
 
     return Services(settings, db, redis_client(settings), ring)
 

@@ -245,7 +245,7 @@ def job_document(
     from mwap import jobtypes, ledger  # noqa: PLC0415
 
     doc = ledger.new_job(
-        job_type, tenant_id=tenant_id, subject=subject, queue=jobtypes.JOB_TYPES[job_type].queue.value
+        job_type, tenant_id=tenant_id, subject=subject, queue=jobtypes.job_types()[job_type].queue.value
     )
     doc["status"] = status
     if created_at is not None:

@@ -9,8 +9,8 @@ from pymongo.database import Database
 
 from mwap import ledger, usage
 from mwap.ledger import now
+from mwap.services import Services
 from tasks import analytics
-from worker.base import Services
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -6,11 +6,11 @@ import pytest
 from pymongo.database import Database
 
 from mwap.crypto import KeyRing, integration_binding
+from mwap.services import Services
 from ops.fake_providers.control import FakeProviders
 from ops.processes import wait_for
 from tasks import dispatch
 from worker.app import create_celery_app
-from worker.base import Services
 
 pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.faults]
 

@@ -12,10 +12,10 @@ from pymongo import monitoring
 from mwap.connections import redis_client
 from mwap.indexes import ensure_indexes
 from mwap.ledger import now
+from mwap.services import Services
 from mwap.settings import Settings
 from tasks import dispatch
 from worker.app import create_celery_app
-from worker.base import Services
 
 
 class Commands(monitoring.CommandListener):
@@ -240,14 +240,14 @@ def test_a_new_integration_is_due_for_a_health_check_at_once(isolated, settings:
     }
 
     # And the health tick runs often enough to reach a new integration within the bound.
-    import beat_schedule  # noqa: PLC0415
+    from worker import schedule as beat_schedule  # noqa: PLC0415
 
     tick = beat_schedule.build_schedule(settings)["dispatch.integration.health_check"]["schedule"]
     assert tick <= settings.new_integration_check_within < settings.health_check_interval
 
 
 def test_dispatchers_and_the_reconciler_are_on_the_beat_schedule(settings: Settings) -> None:
-    import beat_schedule  # noqa: PLC0415
+    from worker import schedule as beat_schedule  # noqa: PLC0415
 
     schedule = beat_schedule.build_schedule(settings)
     dispatchers = {

@@ -7,8 +7,8 @@ import pytest
 from pymongo.database import Database
 
 from mwap.connections import redis_client
+from mwap.services import Services
 from ops import processes
-from worker.base import Services
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def producer(settings: Settings) -> Iterator[Celery]:
 
 
 def forge(producer: Celery, task: str, argument: Any, task_id: str | None = None) -> None:
-    queue = jobtypes.JOB_TYPES[task].queue.value  # where that task's messages go
+    queue = jobtypes.job_types()[task].queue.value  # where that task's messages go
     producer.send_task(task, args=[argument], task_id=task_id, queue=queue)
 
 
@@ -76,7 +76,7 @@ def test_a_task_never_runs_a_ledger_job_of_another_type(
     producer.send_task(
         "integration.sync_files",
         args=[sync_job["_id"], "extra"],
-        queue=jobtypes.JOB_TYPES["integration.sync_files"].queue.value,
+        queue=jobtypes.job_types()["integration.sync_files"].queue.value,
     )
 
     wait_for(

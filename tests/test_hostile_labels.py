@@ -119,7 +119,7 @@ def test_every_label_of_every_family_comes_from_a_closed_set() -> None:
     assert metrics.http_status_label(404) == "404"
     assert metrics.http_status_label(299) == "2xx"
     assert metrics.http_status_label(799) == metrics.OTHER
-    for name in jobtypes.JOB_TYPES:
+    for name in jobtypes.job_types():
         assert metrics.task_label(name) == name
         assert metrics.task_label(f"dispatch.{name}") == f"dispatch.{name}"
     assert metrics.task_label("system.reconcile") == "system.reconcile"

@@ -20,11 +20,11 @@ from pymongo.database import Database
 from mwap import leases, registry
 from mwap.connections import redis_client
 from mwap.enqueue import JobRequest, enqueue
+from mwap.services import Services
 from mwap.settings import Settings
 from ops import processes
 from tasks.integrations import Skip, load
 from worker import base
-from worker.base import Services
 
 OFFLINE_DB = 12
 

@@ -4,12 +4,12 @@ import factories
 import pytest
 from pymongo.database import Database
 
+from mwap.services import Services
 from mwap.store import Store
 from ops.fake_providers.control import FakeProviders
 from ops.processes import wait_for
 from tasks import health
 from tasks.integrations import Skip
-from worker.base import Services
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -7,11 +7,11 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
+from mwap.services import Services
 from ops.fake_providers.control import FakeProviders
 from tasks import sync
 from tasks.integrations import open_connection
 from tasks.providers import ProviderRequestError
-from worker.base import Services
 
 pytestmark = pytest.mark.usefixtures("worker")
 

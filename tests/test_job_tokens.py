@@ -8,10 +8,10 @@ import pytest
 from pymongo.database import Database
 
 from mwap.crypto import integration_binding
+from mwap.services import Services
 from ops.fake_providers.control import FakeProviders
 from tasks import tokens
 from tasks.integrations import tokens_of
-from worker.base import Services
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -10,10 +10,10 @@ from pymongo.database import Database
 
 from mwap import ledger
 from mwap.ledger import now
+from mwap.services import Services
 from ops.processes import wait_for
 from tasks import reconcile
 from worker.app import create_celery_app
-from worker.base import Services
 
 pytestmark = pytest.mark.usefixtures("worker")
 

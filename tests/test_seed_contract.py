@@ -20,12 +20,12 @@ from pymongo.database import Database
 
 from mwap.crypto import KeyRing
 from mwap.models import CloudIntegration, Project, Tenant, VirtualFile
+from mwap.services import Services
 from mwap.store import Store
 from ops.fake_providers.control import FakeProviders
 from tasks.dispatch import due_integrations
 from tasks.health import check
 from tasks.integrations import IntegrationBroken
-from worker.base import Services
 
 DAY = timedelta(days=1)
 

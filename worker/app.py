@@ -1,25 +1,13 @@
 """The Celery app factory. Configuration comes from one Settings object; nothing here runs jobs."""
 
-from collections.abc import Callable
-
 from celery import Celery
 from kombu import Queue as KombuQueue
 
-import beat_schedule
+import tasks
 from mwap import jobtypes
+from mwap.enqueue import Publisher
 from mwap.settings import Settings
-from worker import signals
-
-TASK_MODULES = [
-    "tasks.system",
-    "tasks.health",
-    "tasks.tokens",
-    "tasks.sync",
-    "tasks.analytics",
-    "tasks.retention",
-    "tasks.dispatch",
-    "tasks.reconcile",
-]
+from worker import schedule, signals
 
 
 class MwapCelery(Celery):
@@ -38,7 +26,10 @@ def settings_of(app: Celery) -> Settings:
 def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> MwapCelery:
     """A Celery app for the worker and beat, or, with ``include_tasks=False``, for producers
     (the API) that only send tasks by name."""
-    app = MwapCelery("mwap", include=TASK_MODULES if include_tasks else [])
+    # The job types' declarations: routes and the schedule derive from them. A producer (the API)
+    # reads them too, for its request bodies; it never runs a task.
+    tasks.load()
+    app = MwapCelery("mwap", include=tasks.modules() if include_tasks else [])
     app.mwap_settings = settings
     app.conf.update(
         broker_url=settings.redis_url,
@@ -77,7 +68,7 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
         enable_utc=True,
         timezone="UTC",
         worker_hijack_root_logger=False,
-        beat_schedule=beat_schedule.build_schedule(settings),
+        beat_schedule=schedule.build_schedule(settings),
         # One active scheduler across hosts: RedBeat keeps the schedule's state and a leader lock
         # in Redis; a standby beat takes over once the leader's lock expires.
         beat_scheduler="worker.beat:Scheduler",
@@ -90,10 +81,15 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
     return app
 
 
-def publisher(app: Celery) -> Callable[[str, str, str, dict[str, str]], None]:
-    """The one way a job is published: by task name, its id the only argument and the task id."""
+def publisher(app: Celery) -> Publisher:
+    """The one way a job's message is sent (API, dispatchers, continuations, requeues, resends):
+    by task name, its job id the only argument and the task id."""
 
-    def publish(task_name: str, job_id: str, queue: str, headers: dict[str, str]) -> None:
-        app.send_task(task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers)
+    def publish(
+        task_name: str, job_id: str, queue: str, headers: dict[str, str], *, countdown: float | None = None
+    ) -> None:
+        app.send_task(
+            task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers, countdown=countdown
+        )
 
     return publish

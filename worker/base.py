@@ -1,30 +1,28 @@
 """The base class of every job task: the message carries a job id, the ledger follows the job."""
 
 import contextlib
-import functools
 import logging
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pymongo.errors
-from celery import Celery, Task
+from celery import Celery, Task, shared_task
 from celery.exceptions import Reject, WorkerLostError
 from celery.worker.request import Request
 from pymongo.database import Database
-from redis import Redis
 from redis import exceptions as redis_exceptions
 
-from mwap import jobtypes, leases, ledger, logs
+from mwap import enqueue, jobtypes, leases, ledger, logs
 from mwap.connections import mongo_db, redis_client
-from mwap.crypto import KeyRing
 from mwap.ids import is_oid, oid
-from mwap.settings import Settings
-from mwap.store import TenantBoundaryError
+from mwap.jobtypes import JobType
+from mwap.services import Services, services_for
+from mwap.store import Store, TenantBoundaryError
 from worker.app import publisher, settings_of
 from worker.delivery import delivery_of
 
@@ -48,6 +46,7 @@ class Job:
     attempts: int
     created_at: datetime
     lease_key: str | None = None
+    retries: int = 0  # retries spent, as the ledger counts them (storage outages never count)
 
     @property
     def tenant(self) -> str:
@@ -67,33 +66,13 @@ class Job:
             attempts=doc["attempts"],
             created_at=doc["createdAt"],
             lease_key=doc.get("leaseKey"),
+            retries=len(doc.get("retries") or []),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What a job's logic needs from its process: settings, MongoDB, Redis, the key ring."""
-
-    settings: Settings
-    db: Database
-    redis: Redis
-    ring: KeyRing
-
-
-@functools.cache
-def _ring(encryption_keys: str, legacy_password: str | None = None) -> KeyRing:
-    return KeyRing.parse(encryption_keys, legacy_password=legacy_password)
-
-
-def key_ring(settings: Settings) -> KeyRing:
-    """The process's parsed key ring (parsed once per distinct pair of settings)."""
-    return _ring(settings.encryption_keys.get_secret_value(), settings.legacy_password())
 
 
 def services_of(app: Celery) -> Services:
     """The Services of this process for a Celery app built by ``worker.app``."""
-    settings = settings_of(app)
-    return Services(settings, mongo_db(settings), redis_client(settings), key_ring(settings))
+    return services_for(settings_of(app))
 
 
 # MongoDB or Redis unreachable: a job meeting these is retried, never failed for them.
@@ -118,29 +97,23 @@ class PoisonJobError(Exception):
     """A job whose deliveries keep ending without an outcome (its worker dies every time)."""
 
 
-# Delete the execution lock only if the dead pool process still holds it (owner "host:pid:tag").
-_RELEASE_IF_HELD_BY = """
-local holder = redis.call('get', KEYS[1])
-if holder and string.sub(holder, 1, string.len(ARGV[1])) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
-
 class JobRequest(Request):
     """A delivery as the worker's main process sees it.
 
     When the pool process running the job dies (SIGKILL, OOM), the message is requeued
     (``task_reject_on_worker_lost``), but the execution lock the dead process held would make the
-    redelivery wait out its expiry (``task_time_limit`` + 30 s). The main process knows that
-    process is gone, so it releases the lock first.
+    redelivery wait out its expiry (``leases.exec_ttl``). The main process knows that process is
+    gone, so it releases the lock first, if that process (owner ``host:pid:tag``) still holds it.
     """
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
         exc = getattr(exc_info.exception, "exc", exc_info.exception)  # unwrap ExceptionWithTraceback
         if isinstance(exc, WorkerLostError | SystemExit | KeyboardInterrupt) and self.worker_pid:
             with _tolerating_outage("release after worker lost", self.id):
-                redis_client(settings_of(self.task.app)).eval(
-                    _RELEASE_IF_HELD_BY, 1, f"mwap:exec:{self.id}", f"{self.hostname}:{self.worker_pid}:"
+                leases.release_if_held_by(
+                    redis_client(settings_of(self.task.app)),
+                    leases.exec_key(self.id),
+                    f"{self.hostname}:{self.worker_pid}:",
                 )
         return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
@@ -161,7 +134,8 @@ def _tenant_concurrency(db: Database, tenant_id: Any) -> int | None:
         return cached[1]
     if not is_oid(tenant_id):
         return None
-    tenant = db["tenants"].find_one({"_id": oid(tenant_id)}, {"settings.maxConcurrentJobs": 1}) or {}
+    tenants = Store(db).global_collection("tenants")
+    tenant = tenants.find_one({"_id": oid(tenant_id)}, {"settings.maxConcurrentJobs": 1}) or {}
     value = (tenant.get("settings") or {}).get("maxConcurrentJobs")
     valid = type(value) is int and 1 <= value <= MAX_TENANT_CONCURRENCY
     if len(_concurrency_cache) > 10_000:  # bounded: when full, stale and fresh entries go wholesale
@@ -179,6 +153,10 @@ class JobTask(Task):
 
     acks_late = True
     ignore_result = True
+    max_retries = None  # the type's Retry policy decides (see _run_with_policy), not Celery's count
+    # Set by @job_task from the type's declaration. A JobTask made without one (a test's) has no
+    # policy of its own: its errors fail the job, unless Celery's own task options retry them.
+    job_type: JobType | None = None
     Request = "worker.base:JobRequest"  # by name, as Celery's own default is given
     typing = False  # the message carries the id; run() receives the Job built from it
 
@@ -195,35 +173,29 @@ class JobTask(Task):
         Capped below the broker's visibility timeout, or Redis would redeliver the waiting message.
         """
         settings = settings_of(self.app)
+        policy = self.job_type.retry if self.job_type else jobtypes.NO_RETRY
         cap = settings.broker_visibility_timeout * 0.8
         wanted = getattr(error, "retry_after", None)
         if wanted is None:
-            step = min(cap, 5 * 2**self.request.retries)
-            wanted = step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not crypto
+            step = min(cap, policy.backoff * 2 ** delivery_of(self.request).retries)
+            # Half of the step random: retries of many jobs failing together spread out.
+            wanted = step / 2 + random.uniform(0, step / 2) if policy.jitter else step  # noqa: S311
         # At least a second: the retry must not overtake this delivery's release of the job.
         return max(1.0, min(float(wanted), cap))
 
     def continue_later(self, job: Job, *, params: dict[str, Any]) -> str:
         """Enqueue this job's continuation (same type and subject), handing it this job's lease."""
         settings = settings_of(self.app)
-        job_type = jobtypes.JOB_TYPES[job.type]
-        draft = ledger.new_job(
-            job.type, tenant_id=job.tenant_id, subject=job.subject, params=params, queue=job_type.queue.value
+        continuation = enqueue.continue_job(
+            self.db(),
+            redis_client(settings),
+            publisher(self.app),
+            enqueue.OpenJob(job.id, job.type, job.tenant_id, job.subject, job.lease_key),
+            params=params,
+            lease_ttl=leases.job_lease_ttl(settings),
         )
-        draft["continues"] = job.id
-        if job.lease_key:
-            draft["leaseKey"] = job.lease_key
-            leases.take_over(
-                redis_client(settings),
-                job.lease_key,
-                job.id,
-                draft["_id"],
-                settings.broker_visibility_timeout,
-            )
-            delivery_of(self.request).lease_key = None  # handed over: this job's end must not release it
-        self.db()[ledger.COLLECTION].insert_one(draft)
-        publisher(self.app)(job.type, draft["_id"], job_type.queue.value, {})
-        return draft["_id"]
+        delivery_of(self.request).lease_key = None  # handed over: this job's end must not release it
+        return continuation
 
     def _take_tenant_slot(self, doc: dict[str, Any]) -> bool:
         """Fairness: at most ``tenant_max_running_jobs`` running jobs per tenant across workers, or
@@ -239,7 +211,7 @@ class JobTask(Task):
             slot,
             doc["_id"],
             limit=limit,
-            ttl=settings.task_time_limit + 60,
+            ttl=leases.slot_ttl(settings),
         )
 
     def _release_tenant_slot(self, job_id: str) -> None:
@@ -277,7 +249,7 @@ class JobTask(Task):
         if not isinstance(job_id, str) or len(job_id) > MAX_JOB_ID_CHARS:
             logger.error("refused a %s delivery: its argument is not a job id", self.name)
             raise Reject("the message's argument is not a job id", requeue=False)
-        doc = self.db()[ledger.COLLECTION].find_one({"_id": job_id}, {"type": 1})
+        doc = ledger.get(self.db(), job_id, tenant_id=None, projection={"type": 1})
         if doc is not None and doc.get("type") != self.name:
             logger.error(
                 "refused a %s delivery for job %s, a %s job: the message does not match the ledger",
@@ -296,9 +268,9 @@ class JobTask(Task):
         # One execution of a job at a time, even if its message was delivered twice (a broker
         # restore, or the reconciler's resend racing a slow worker).
         owner = f"{request.hostname}:{os.getpid()}:{(request.delivery_info or {}).get('delivery_tag', '')}"
-        exec_key = delivery.exec_key = f"mwap:exec:{job_id}"
+        exec_key = delivery.exec_key = leases.exec_key(job_id)
         delivery.exec_owner = owner
-        if not redis.set(exec_key, owner, nx=True, ex=settings.task_time_limit + 30):
+        if not leases.acquire(redis, exec_key, owner, leases.exec_ttl(settings)):
             delivery.exec_key = None
             return self._requeue(
                 job_id, countdown=min(60.0, settings.task_time_limit / 4), why="already executing"
@@ -320,14 +292,34 @@ class JobTask(Task):
             raise PoisonJobError(
                 f"delivered {unfinished} times without finishing (its worker died each time); dead-lettered"
             )
-        return self.run(Job.from_document(doc))
+        job = Job.from_document(doc)
+        delivery.retries = job.retries
+        return self._run_with_policy(job)
+
+    def _run_with_policy(self, job: Job) -> Any:
+        """Run the body; the type's policy turns its errors into a skip, a retry or a failure."""
+        job_type = self.job_type
+        if job_type is None:
+            return self.run(job)
+        try:
+            return self.run(job)
+        except job_type.skip_on as skip:
+            logger.info("job %s skipped: %s", job.id, skip)
+            return {"skipped": str(skip)}
+        except job_type.retry.on as error:
+            if job.retries >= job_type.retry.max_retries:
+                if job_type.retry.exhausted is not None:
+                    job_type.retry.exhausted(self.services(), job, error)
+                raise
+            # max_retries=None: the budget is the ledger's count, checked above, not Celery's.
+            raise self.retry(exc=error, countdown=self.backoff(error), max_retries=None) from None
 
     def _requeue(self, job_id: str, *, countdown: float, why: str) -> None:
         """Send the job's message again for later and finish this delivery without an outcome."""
-        queue = (self.request.delivery_info or {}).get("routing_key") or jobtypes.JOB_TYPES[
-            self.name
-        ].queue.value
-        self.apply_async(args=(job_id,), task_id=job_id, countdown=countdown, queue=queue)
+        queue = (self.request.delivery_info or {}).get("routing_key") or (
+            self.job_type.queue.value if self.job_type else jobtypes.Queue.DEFAULT.value
+        )
+        enqueue.resend(publisher(self.app), self.name, job_id, queue, countdown=countdown)
         logger.info("job %s put back for %.0fs: %s", job_id, countdown, why)
 
     def _started_at(self) -> datetime | None:
@@ -381,3 +373,17 @@ class JobTask(Task):
         with _tolerating_outage("on_failure", task_id):
             ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=self._started_at())
             self._release_lease(args[0])
+
+
+def job_task(job_type: JobType, **options: Any) -> Callable[[Callable[..., Any]], JobTask]:
+    """Declare ``job_type`` and make the decorated ``body(task, job)`` its task.
+
+    The task's name is the type's name; its policy (skip, retry, backoff) comes from the type.
+    """
+    jobtypes.register(job_type)
+
+    def decorate(body: Callable[..., Any]) -> JobTask:
+        task = shared_task(bind=True, base=JobTask, name=job_type.name, job_type=job_type, **options)(body)
+        return cast(JobTask, task)
+
+    return decorate

@@ -19,6 +19,7 @@ class Delivery:
     lease_key: str | None = None  # the job's (type, subject) lease, released when the job is final
     started_at: datetime | None = None  # as the ledger recorded it
     clock: float | None = None  # monotonic start, for the duration metric
+    retries: int = 0  # the job's retries spent, as the ledger counts them
 
 
 def delivery_of(request: Context) -> Delivery:

@@ -16,15 +16,16 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from redis import Redis
 
+import tasks
 from mwap import ledger
+from mwap.connections import key_ring
 from mwap.enqueue import JobRequest, enqueue
-from mwap.jobtypes import JOB_TYPES
+from mwap.services import Services
 from mwap.settings import Settings
 from ops.bench.mongo import CommandStats, Usage, monitored_client
 from worker.app import create_celery_app
-from worker.base import Services, key_ring
 
-ECHO_PARAMS = JOB_TYPES["system.echo"].validate_params({})  # what the API stores for params {}
+ECHO_PARAMS = tasks.load()["system.echo"].validate_params({})  # what the API stores for params {}
 
 
 @dataclass

@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from celery import Celery
 from pymongo.database import Database
 
+from mwap.connections import key_ring
 from mwap.crypto import KeyRing
 from mwap.indexes import ensure_indexes
 from mwap.ledger import now
+from mwap.services import Services
 from ops.bench import documents
 from ops.bench.config import Run
 from ops.bench.harness import DEAD_BASELINE_DB, DEAD_PLATFORM_DB
@@ -30,7 +32,6 @@ from ops.fake_providers.documents import provider_documents
 from ops.processes import Child
 from tasks.dispatch import dispatch_integrations
 from worker.app import create_celery_app
-from worker.base import Services, key_ring
 
 JOB_TYPE = "integration.health_check"
 UNREACHABLE = "http://127.0.0.1:9"  # the providers' URLs: nothing here calls a provider

@@ -1,0 +1,26 @@
+"""The periodic schedule beat runs, derived from the job types' declarations.
+
+One entry per scheduled job type (its dispatcher, every ``Schedule.interval``), plus the
+reconciler. Each entry expires after its own interval, so a tick that could not run in time is
+dropped rather than piling up behind the next one.
+"""
+
+from typing import Any
+
+from mwap import jobtypes
+from mwap.settings import Settings
+
+# Not a job type: resends ledger jobs the broker lost (tasks/reconcile.py).
+RECONCILE = "system.reconcile"
+
+
+def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Celery ``beat_schedule`` for these settings."""
+    intervals = {
+        jt.dispatcher: jt.schedule.seconds(settings) for jt in jobtypes.scheduled() if jt.schedule is not None
+    }
+    intervals[RECONCILE] = float(settings.reconcile_interval)
+    return {
+        task_name: {"task": task_name, "schedule": interval, "options": {"expires": interval}}
+        for task_name, interval in intervals.items()
+    }
