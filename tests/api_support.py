@@ -1,4 +1,4 @@
-"""Helpers shared by the API tests (tests/test_api_*.py)."""
+"""Helpers shared by the API tests (tests/api_thin/)."""
 
 import contextlib
 from collections.abc import Iterator

@@ -24,6 +24,13 @@ from tasks.providers.outbound import DEV_LOOPBACK_ENV
 # The job types' registry, as every entry point (worker, API, CLI) loads it at start.
 tasks.load()
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` run after all others, wherever their folder sorts: they read what every
+    other test left behind (tests/test_zz_secrets.py)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 ADMIN_KEY = "test-admin-" + secrets.token_urlsafe(24)
 ENCRYPTION_KEYS = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -71,7 +78,7 @@ def stack_env(redis_url: str, mongo_url: str, run_dir: Path) -> dict[str, str]:
         MWAP_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
         MWAP_LEGACY_ENCRYPTION_KEY=factories.LEGACY_PASSWORD,
         # Every test request comes from 127.0.0.1: the per-address failed-auth throttle is tested on
-        # its own budgets (tests/test_hostile_auth.py), off for the rest of the session.
+        # its own budgets (tests/api_thin/test_hostile_auth.py), off for the rest of the session.
         MWAP_AUTH_FAILURES_PER_MINUTE="0",
         MWAP_ADMIN_API_KEY=ADMIN_KEY,
         # The fake providers (and hostile test servers) answer over http on loopback.

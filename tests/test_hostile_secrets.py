@@ -9,7 +9,7 @@ line, internal details in the job errors a tenant reads.
 - A failed job's error names URLs, internal hosts and key ids; a tenant key reads it without them,
   the admin reads it whole (but never a secret: those are scrubbed when the ledger is written).
 
-Sentry's part (scrubbing by name and value, one event per cause) is in tests/test_sentry.py.
+Sentry's part (scrubbing by name and value, one event per cause) is in tests/mwap/test_sentry.py.
 """
 
 import re

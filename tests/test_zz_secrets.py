@@ -1,5 +1,5 @@
 """Last in the run: no secret of the whole session appears in a log line, a ledger document or an
-audit entry. (Named to sort last: it reads what every earlier test left behind.)"""
+audit entry. (Marked ``last``: it reads what every earlier test left behind.)"""
 
 import json
 import re
@@ -10,7 +10,7 @@ from pymongo.database import Database
 from mwap.crypto import CryptoError
 from tasks.integrations import tokens_of
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.last]
 
 # Every token the fake providers issue carries one of these prefixes (ops/fake_providers/store.py),
 # so tokens issued by refreshes during the run are caught too, not only the ones stored now.

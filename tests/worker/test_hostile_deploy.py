@@ -2,7 +2,7 @@
 planted where ``ops/run`` keeps its secrets.
 
 The compose file's defaults (no port on all interfaces, Redis and MongoDB with passwords, Redis
-never evicting) are checked statically in tests/test_compose.py.
+never evicting) are checked statically in tests/ops/test_compose.py.
 """
 
 import json

@@ -14,7 +14,7 @@ import sentry_sdk
 
 from mwap.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DSN = "https://public@sentry.invalid/1"
 
 

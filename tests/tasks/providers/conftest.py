@@ -24,7 +24,7 @@ from tasks.providers import (
 )
 from tasks.providers.outbound import DEV_LOOPBACK
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STARTUP_DEADLINE = 30.0
 PROVIDERS = ("google-drive", "dropbox", "onedrive")
 

@@ -26,7 +26,7 @@ from ops import processes
 from ops.processes import wait_for
 
 THROWAWAY = '''
-"""tenant.throwaway: exists only for tests/test_job_type_registry.py."""
+"""tenant.throwaway: exists only for tests/worker/test_job_type_registry.py."""
 
 from datetime import datetime
 from typing import Any
@@ -76,7 +76,7 @@ def throwaway(self: JobTask, job: Job) -> dict[str, Any]:
 # A second module: a job whose first deliveries meet a storage outage (as pymongo reports one), then
 # one retryable error of its own; it may spend one retry.
 OUTAGE_PROBE = '''
-"""system.outage_probe: exists only for tests/test_job_type_registry.py."""
+"""system.outage_probe: exists only for tests/worker/test_job_type_registry.py."""
 
 from typing import Any
 

@@ -4,7 +4,7 @@
 its UTC instant lies in year 10000: pymongo's encoder raises OverflowError and the request was a
 500 (and a Sentry event) instead of a 422. Each test below shows the value doing that first, then
 every endpoint that takes a date refusing it with a problem document and writing nothing. Depth
-and integer bounds of JSON bodies in general are covered by tests/test_api_guards.py; here are
+and integer bounds of JSON bodies in general are covered by tests/api_thin/test_api_guards.py; here are
 the int64 edges of the endpoints it does not reach.
 """
 

@@ -9,7 +9,7 @@ import yaml
 
 from mwap.settings import ENV_PREFIX, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 PLATFORM_SERVICES = {"api", "worker", "worker-sync", "beat", "flower"}
 REQUIRED_SETTINGS = {
