@@ -4,6 +4,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from api_thin import observability, problems, routes
+from mwap import notify
 from mwap.settings import Settings, load_or_exit
 from worker.app import create_celery_app
 
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.json.sort_keys = False
     # A producer-only Celery app: the API sends tasks by name and imports no task module.
     app.extensions["mwap_celery"] = create_celery_app(settings, include_tasks=False)
+    app.extensions["mwap_job_waiters"] = notify.Waiters(settings.job_waiters_per_process)
     problems.install(app)
     observability.install(app)
     routes.install(app)

@@ -7,7 +7,7 @@ from flask import current_app
 from pymongo.database import Database
 from redis import Redis
 
-from mwap import connections
+from mwap import connections, notify
 from mwap.crypto import KeyRing
 from mwap.settings import Settings
 from mwap.store import Store
@@ -44,6 +44,11 @@ def redis() -> Redis:
 def key_ring() -> KeyRing:
     """This process's encryption key ring (``mwap.connections``, parsed once)."""
     return connections.key_ring(settings())
+
+
+def job_waiters() -> notify.Waiters:
+    """This process's cap on requests waiting for a job's end (``GET /v1/jobs/{id}?wait``)."""
+    return current_app.extensions["mwap_job_waiters"]
 
 
 def producer() -> Celery:

@@ -19,8 +19,8 @@ from api_thin import context, idempotency, pagination
 from api_thin.auth import Principal
 from api_thin.problems import Problem
 from api_thin.routing import Call, Reply
-from api_thin.schemas import BatchItemOut, BatchOut, JobListQuery, JobOut, JobPage
-from mwap import jobtypes, leases, ledger, redact
+from api_thin.schemas import BatchItemOut, BatchOut, JobGetQuery, JobListQuery, JobOut, JobPage
+from mwap import jobtypes, leases, ledger, notify, redact
 from mwap.enqueue import Enqueued, JobRequest, enqueue
 from mwap.ids import oid
 from mwap.jobtypes import Scope
@@ -274,7 +274,20 @@ def trigger(job_type: str, name: str) -> Callable[[Call], Reply]:
 
 
 def get_job(call: Call) -> Reply:
-    doc = ledger.get(context.db(), call.path["jobId"], tenant_id=call.caller.tenant_id)
+    query: JobGetQuery = call.query
+    job_id, tenant_id = call.path["jobId"], call.caller.tenant_id
+
+    def read() -> dict[str, Any] | None:
+        return ledger.get(context.db(), job_id, tenant_id=tenant_id)
+
+    doc = read()
+    wait = min(query.wait, context.settings().job_wait_max)
+    if doc is not None and wait > 0 and not ledger.is_final(doc):
+        with context.job_waiters().slot() as waiting:
+            if waiting:
+                doc = notify.wait_until_final(
+                    context.redis(), job_id, read, lambda d: d is None or ledger.is_final(d), timeout=wait
+                )
     if doc is None:
         raise Problem(404, "No such job")
     return Reply(200, job_out(doc, call.caller))

@@ -18,6 +18,7 @@ from api_thin.schemas import (
     IntegrationOut,
     IntegrationPage,
     JobCreate,
+    JobGetQuery,
     JobListQuery,
     JobOut,
     JobPage,
@@ -98,7 +99,8 @@ ENDPOINTS: list[Endpoint] = [
         jobs.get_job,
         "A job from the ledger",
         "jobs",
-        {200: Out(JobOut, "The job.")},
+        {200: Out(JobOut, "The job (with ?wait, once it ended or the wait ran out).")},
+        query=JobGetQuery,
     ),
     # integrations
     Endpoint(

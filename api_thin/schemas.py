@@ -142,6 +142,17 @@ class BatchOut(Out):
     items: list[BatchItemOut]
 
 
+class JobGetQuery(Query):
+    wait: float = Field(
+        default=0,
+        ge=0,
+        le=25,
+        description="Seconds to hold the request until the job ends (woken by the worker, no "
+        "polling); answered at once when the job is final. Capped by MWAP_JOB_WAIT_MAX; when "
+        "too many requests already wait in this API process, answered at once.",
+    )
+
+
 class JobListQuery(Query):
     type: Literal[tuple(jobtypes.job_types())] | None = None  # type: ignore[valid-type]
     status: Status | None = None

@@ -16,7 +16,7 @@ from bson import ObjectId
 from pymongo.database import Database
 from redis import Redis
 
-from mwap import jobtypes, leases, ledger
+from mwap import jobtypes, leases, ledger, notify
 from mwap.jobtypes import JobType, Scope
 from mwap.store import Document
 
@@ -213,6 +213,7 @@ def cancel_integration_jobs(
     for job in cancelled:
         if job.get("leaseKey"):
             leases.release(redis, job["leaseKey"], job["_id"])
+        notify.job_ended(redis, job["_id"], ledger.Status.CANCELLED.value)
     return len(cancelled)
 
 

@@ -34,6 +34,11 @@ FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 OPEN = [Status.QUEUED.value, Status.RUNNING.value, Status.RETRYING.value]
 
 
+def is_final(doc: dict[str, Any]) -> bool:
+    """The ledger document's job has ended (succeeded, failed or cancelled)."""
+    return doc.get("status") in FINAL
+
+
 def now() -> datetime:
     # MongoDB stores milliseconds; truncating here keeps what we hold equal to what we read back.
     moment = datetime.now(UTC)

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # oldest keys are forgotten first, so one key at its rate limit cannot fill the broker.
     idempotency_tenant_bytes: int = Field(default=2_000_000, ge=64_000)
     cors_origins: str = ""  # comma-separated browser origins; empty: CORS off
+    # GET /v1/jobs/{id}?wait=N holds the request until the job ends (woken through Redis) for at most
+    # this many seconds, and at most this many such requests per API process wait at once (each
+    # holds a server thread): past it a request answers at once. 0 waiters: ?wait is ignored.
+    job_wait_max: float = Field(default=10.0, ge=0, le=25)
+    job_waiters_per_process: int = Field(default=3, ge=0, le=64)
 
     # Schedule intervals, seconds (seed 000's defaults: health every 15 min, a new integration
     # checked within 5 min, token refresh hourly with a look-ahead covering the interval, audit

@@ -17,7 +17,7 @@ from typing import Any
 from celery import shared_task
 from redis import Redis
 
-from mwap import enqueue, jobtypes, leases, ledger
+from mwap import enqueue, jobtypes, leases, ledger, notify
 from mwap.broker import broker_job_ids
 from mwap.ledger import now
 from mwap.services import Services
@@ -111,6 +111,7 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
                 services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}
             ):
                 counts["lost"] += 1
+                notify.job_ended(services.redis, job_id, ledger.Status.FAILED.value)
             continue
         # Conditional on the job still being as we read it: under load many finish during a pass.
         unchanged = {

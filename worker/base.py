@@ -17,7 +17,7 @@ from celery.worker.request import Request
 from pymongo.database import Database
 from redis import exceptions as redis_exceptions
 
-from mwap import enqueue, jobtypes, leases, ledger, logs
+from mwap import enqueue, jobtypes, leases, ledger, logs, notify
 from mwap.connections import mongo_db, redis_client
 from mwap.ids import is_oid, oid
 from mwap.jobtypes import JobType
@@ -359,6 +359,7 @@ class JobTask(Task):
         with _tolerating_outage("on_success", task_id):
             ledger.succeed(self.db(), args[0], retval, started_at=self._started_at())
             self._release_lease(args[0])
+            notify.job_ended(redis_client(settings_of(self.app)), args[0], ledger.Status.SUCCEEDED.value)
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         self._let_go(task_id, args)
@@ -373,6 +374,7 @@ class JobTask(Task):
         with _tolerating_outage("on_failure", task_id):
             ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=self._started_at())
             self._release_lease(args[0])
+            notify.job_ended(redis_client(settings_of(self.app)), args[0], ledger.Status.FAILED.value)
 
 
 def job_task(job_type: JobType, **options: Any) -> Callable[[Callable[..., Any]], JobTask]:
