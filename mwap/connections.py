@@ -26,6 +26,7 @@ from mwap.settings import Settings
 _lock = threading.Lock()
 _mongo: dict[tuple[int, str], pymongo.MongoClient[dict[str, Any]]] = {}
 _redis: dict[tuple[int, str], redis.Redis] = {}
+_dbs: dict[tuple[int, str], Database[dict[str, Any]]] = {}  # by (id of its client, name)
 
 
 def close_all() -> None:
@@ -36,6 +37,7 @@ def close_all() -> None:
             if owner == pid:
                 client.close()
         _mongo.clear()
+        _dbs.clear()
         for (owner, _), redis_conn in list(_redis.items()):
             if owner == pid:
                 redis_conn.close()
@@ -58,6 +60,8 @@ def _per_process[C](cache: dict[tuple[int, str], C], url: str, make: Callable[[]
 
 def mongo_client(settings: Settings) -> pymongo.MongoClient[dict[str, Any]]:
     """This process's MongoClient for ``settings.mongo_url``."""
+    from mwap import metrics  # noqa: PLC0415 - mwap.metrics reads queues through this module
+
     timeout = settings.mongo_timeout_ms
     return _per_process(
         _mongo,
@@ -69,13 +73,21 @@ def mongo_client(settings: Settings) -> pymongo.MongoClient[dict[str, Any]]:
             serverSelectionTimeoutMS=timeout,
             connectTimeoutMS=timeout,
             socketTimeoutMS=max(timeout * 4, 20_000),
+            # Commands per job, by process role, in the metrics (mwap_mongo_commands_total).
+            event_listeners=[metrics.MongoCommandCounter()],
         ),
     )
 
 
 def mongo_db(settings: Settings) -> Database[dict[str, Any]]:
-    """This process's handle on the platform database."""
-    return mongo_client(settings)[settings.mongo_db]
+    """This process's handle on the platform database (made once: a Database is a few objects
+    built per ``client[name]``, and every ledger write of a job asks for it)."""
+    client = mongo_client(settings)
+    key = (id(client), settings.mongo_db)
+    db = _dbs.get(key)
+    if db is None or db.client is not client:
+        db = _dbs[key] = client[settings.mongo_db]
+    return db
 
 
 def redis_client(settings: Settings) -> redis.Redis:

@@ -57,7 +57,9 @@ class MwapGroup(click.Group):
 def main(ctx: click.Context, as_json: bool) -> None:
     """Operate mwap-tasks: database, keys, jobs, queues, integrations."""
     import tasks  # noqa: PLC0415 - only when a subcommand runs: `mwap --help` stays fast
+    from mwap import metrics  # noqa: PLC0415
 
+    metrics.set_role("cli")
     # The job types' registry, as every entry point loads it at start (indexes, enqueue, the ledger).
     tasks.load()
     ctx.obj = Context(as_json)

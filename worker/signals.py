@@ -71,6 +71,7 @@ def _on_worker_init(**_: Any) -> None:
     # Main worker process, before the pool forks: children inherit the Sentry client and the
     # tracers they build are instrumented.
     _State.component = "worker"
+    metrics.set_role("worker")
     init_sentry(_settings(), "worker")
 
 
@@ -87,6 +88,7 @@ def _on_worker_ready(**_: Any) -> None:
 
 
 def _on_beat_init(**_: Any) -> None:
+    metrics.set_role("beat")
     init_sentry(_settings(), "beat")
 
 

@@ -13,6 +13,7 @@ Inside:
 """
 
 from mwap.metrics.definitions import (
+    MongoCommandCounter,
     breaker,
     http_request,
     job_finished,
@@ -21,6 +22,7 @@ from mwap.metrics.definitions import (
     provider_call,
     scheduler_dispatch,
     scheduler_leader,
+    set_role,
     token_refresh,
 )
 from mwap.metrics.exposition import render
@@ -28,7 +30,9 @@ from mwap.metrics.labels import (
     HTTP_METHODS,
     HTTP_STATUSES,
     JOB_OUTCOMES,
+    MONGO_COMMANDS,
     OTHER,
+    PROCESS_ROLES,
     PROVIDER_OUTCOMES,
     PROVIDERS,
     TOKEN_REFRESH_OUTCOMES,
@@ -51,11 +55,14 @@ __all__ = [
     "HTTP_METHODS",
     "HTTP_STATUSES",
     "JOB_OUTCOMES",
+    "MONGO_COMMANDS",
     "MULTIPROC_ENV",
     "OTHER",
+    "PROCESS_ROLES",
     "PROVIDERS",
     "PROVIDER_OUTCOMES",
     "TOKEN_REFRESH_OUTCOMES",
+    "MongoCommandCounter",
     "QueueCollector",
     "breaker",
     "http_method_label",
@@ -73,6 +80,7 @@ __all__ = [
     "reset_multiprocess_dir",
     "scheduler_dispatch",
     "scheduler_leader",
+    "set_role",
     "task_label",
     "task_names",
     "token_refresh",

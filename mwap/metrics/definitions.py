@@ -7,9 +7,13 @@ the families: each function folds its labels into their closed sets (``labels.py
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
+from pymongo import monitoring
 
 from mwap.metrics.labels import (
     JOB_OUTCOMES,
+    MONGO_COMMANDS,
+    OTHER,
+    PROCESS_ROLES,
     PROVIDER_OUTCOMES,
     TOKEN_REFRESH_OUTCOMES,
     closed,
@@ -36,6 +40,36 @@ HTTP_DURATION = Histogram(
     ["route", "method"],
     buckets=_FAST,
 )
+
+# --- MongoDB -----------------------------------------------------------------------------------
+MONGO_COMMANDS_SENT = Counter(
+    "mwap_mongo_commands",
+    "MongoDB commands sent (pymongo command monitoring), by command and the sending process's role",
+    ["command", "role"],
+)
+
+
+class _Role:
+    name = OTHER  # until the process's entry point says what it is
+
+
+def set_role(role: str) -> None:
+    """Name this process's role (``api``, ``worker``, ``beat``, ``cli``) in the metrics that carry it."""
+    _Role.name = closed(role, PROCESS_ROLES)
+
+
+class MongoCommandCounter(monitoring.CommandListener):
+    """Counts every command this process's MongoClient sends (registered by mwap.connections)."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        MONGO_COMMANDS_SENT.labels(closed(event.command_name, MONGO_COMMANDS), _Role.name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
 
 # --- jobs (workers) ----------------------------------------------------------------------------
 JOBS_STARTED = Counter("mwap_jobs_started", "Job attempts started, by job type", ["type"])

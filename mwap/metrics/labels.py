@@ -25,12 +25,50 @@ PROVIDER_OUTCOMES = frozenset(
     {"ok", "not_found", "rate_limited", "auth_expired", "reauth_required", "timeout", "server_error", "error"}
 )
 TOKEN_REFRESH_OUTCOMES = frozenset({"ok", "invalid_grant", "rate_limited", "timeout", "error", "skipped"})
+# MongoDB commands the platform sends (pymongo's command names); any other counts as "other".
+MONGO_COMMANDS = frozenset(
+    {
+        "find",
+        "getMore",
+        "killCursors",
+        "insert",
+        "update",
+        "delete",
+        "findAndModify",
+        "aggregate",
+        "count",
+        "distinct",
+        "createIndexes",
+        "listIndexes",
+        "listCollections",
+        "collMod",
+        "drop",
+        "dropDatabase",
+        "dbStats",
+        "serverStatus",
+        "ping",
+        "hello",
+        "endSessions",
+    }
+)
+# What a process is: set by its entry point (metrics.set_role).
+PROCESS_ROLES = frozenset({"api", "worker", "beat", "cli"})
+
+
+_task_names: tuple[int, frozenset[str]] = (-1, frozenset())  # (registry size, names)
 
 
 def task_names() -> frozenset[str]:
-    """Every task a worker runs: the job types, their dispatchers and the reconciler."""
+    """Every task a worker runs: the job types, their dispatchers and the reconciler.
+
+    Built again only when the registry grew (types are only ever added): every job's metrics
+    fold its type through this set, three times per job."""
+    global _task_names  # noqa: PLW0603 - a per-process cache of a per-process registry
     names = jobtypes.job_types()
-    return frozenset({*names, *(jt.dispatcher for jt in names.values()), "system.reconcile"})
+    if _task_names[0] != len(names):
+        found = frozenset({*names, *(jt.dispatcher for jt in names.values()), "system.reconcile"})
+        _task_names = (len(names), found)
+    return _task_names[1]
 
 
 def fold(outcome: str, allowed: frozenset[str]) -> str:

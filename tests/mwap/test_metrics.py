@@ -162,3 +162,32 @@ def test_queue_depth_and_oldest_message_age(idle_broker_settings: Settings) -> N
     assert value(samples, "mwap_queue_depth", queue="maintenance") == 2
     assert value(samples, "mwap_queue_depth", queue="sync") == 0
     assert 0 <= value(samples, "mwap_queue_oldest_message_age_seconds", queue="maintenance") < 60
+
+
+@pytest.mark.usefixtures("worker")
+def test_mongo_commands_are_counted_by_command_and_process_role(
+    client: FlaskClient, admin_headers: dict[str, str]
+) -> None:
+    commands = "mwap_mongo_commands_total"
+    before = scrape(client)
+    job_id = post_echo(client, admin_headers, message="commands")
+    assert client.get(f"/v1/jobs/{job_id}?wait=10", headers=admin_headers).get_json()["status"] == "succeeded"
+
+    def counted() -> Samples | None:
+        now = scrape(client)
+        grew = value(now, commands, command="findAndModify", role="worker") > value(
+            before, commands, command="findAndModify", role="worker"
+        )
+        return now if grew else None
+
+    # The worker marked the job running (and final) with findAndModify/update; this process (the API
+    # under test, which no entry point named) inserted its ledger document.
+    after = wait_for(counted, timeout=30, what="the worker's MongoDB commands in the metrics")
+    assert value(after, commands, command="update", role="worker") > value(
+        before, commands, command="update", role="worker"
+    )
+    assert value(after, commands, command="insert", role="other") > value(
+        before, commands, command="insert", role="other"
+    )
+    labels = {dict(key[1]).get("command") for key in after if key[0] == commands}
+    assert labels <= set(metrics.MONGO_COMMANDS) | {"other"}
