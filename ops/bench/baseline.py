@@ -1,22 +1,27 @@
-"""The naive baseline `mwap bench` compares the platform with: plain Celery and a plain Flask route.
+"""The baseline `mwap bench` compares the platform with: plain Celery and plain Flask routes.
 
-Celery with its default settings (prefork, one process per CPU, prefetch 4, early ack), a Redis
-broker and a Redis result backend; a Flask route that calls ``apply_async`` and answers the task
-id. No ledger, no leases, no auth. Started by the bench as
+Celery with its default settings (prefetch 4, ack on receipt; the bench gives its worker the
+platform worker's pool and concurrency), a Redis broker and a Redis result backend; a Flask route
+that calls ``apply_async`` and answers the task id, one that reads the result back. No ledger,
+no leases, no auth. Started by the bench as
 
-    celery -A ops.bench.baseline:app worker
+    celery -A ops.bench.baseline:app worker -P POOL -c N
     gunicorn ops.bench.baseline:web
 
 with ``BENCH_BROKER_URL`` and ``BENCH_RESULT_BACKEND`` in the environment, read at import time
 as plain Celery apps do.
 """
 
+import contextlib
 import os
+import threading
 import time
 from typing import Any
 
 import requests
 from celery import Celery
+from celery.exceptions import TimeoutError as ResultTimeout
+from celery.result import AsyncResult
 from flask import Flask, jsonify, request
 
 app = Celery(
@@ -49,7 +54,7 @@ def io_calls(url: str, token: str, calls: int) -> dict[str, Any]:
 @web.post("/v1/jobs")
 def create_job() -> tuple[Any, int]:
     body = request.get_json(force=True)
-    result = echo.apply_async(args=[body.get("params") or {}])
+    result = echo.apply_async(args=(body.get("params") or {},))
     return jsonify(id=result.id, status="queued"), 202
 
 
@@ -57,5 +62,30 @@ def create_job() -> tuple[Any, int]:
 def create_jobs() -> tuple[Any, int]:
     """The naive batch: one ``apply_async`` per item, in a loop."""
     body = request.get_json(force=True)
-    ids = [echo.apply_async(args=[item.get("params") or {}]).id for item in body["jobs"]]
+    ids = [echo.apply_async(args=(item.get("params") or {},)).id for item in body["jobs"]]
     return jsonify(ids=ids), 202
+
+
+_local = threading.local()
+
+
+def _reader() -> Celery:
+    """This server thread's own client for reading results: Celery's Redis result consumer (one
+    pub/sub connection per app) is not meant to be shared by threads waiting at the same time."""
+    if not hasattr(_local, "app"):
+        _local.app = Celery("baseline-reader", broker=app.conf.broker_url, backend=app.conf.result_backend)
+    return _local.app
+
+
+@web.get("/v1/jobs/<job_id>")
+def get_job(job_id: str) -> tuple[Any, int]:
+    """The task's state and result from the Redis result backend; ``?wait=N`` waits up to N seconds
+    for it with ``result.get(timeout=N)``, as the platform's ``GET /v1/jobs/{id}?wait=N`` does."""
+    result: AsyncResult = AsyncResult(job_id, app=_reader())
+    wait = float(request.args.get("wait", 0))
+    if wait > 0:
+        with contextlib.suppress(ResultTimeout):  # not done in time: answer with the state it has
+            result.get(timeout=wait, propagate=False)
+    if result.ready():
+        return jsonify(id=job_id, status=result.state.lower(), result=result.result), 200
+    return jsonify(id=job_id, status=result.state.lower()), 200

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -29,30 +30,30 @@ TITLES = {
 }
 
 GLOBAL_NOTES = [
-    "raw: measured end to end. own: the platform's raw number with the time spent inside MongoDB "
-    "calls taken out (the baseline makes none). Where the code runs in the bench process (dispatch) "
-    "that time comes from pymongo command monitoring of the measured call itself; for the API and "
-    "the workers, which cannot be watched from outside, from an in-process replica of their MongoDB "
-    "path (mwap.enqueue.enqueue, mwap.ledger, tasks.sync) on a monitored client, run against a "
-    "ledger of the same size. The stand-in serves one command at a time, so a run's MongoDB time is "
-    "taken as jobs x MongoDB time per job (never more than 95% of the raw time); a rate so obtained "
-    "is capped at what the platform's own processes could do on every CPU of the machine (CPUs / "
-    "their CPU per job, from /proc), since where the stand-in took nearly all the time the "
-    "subtraction alone extrapolates without bound.",
-    "server ops / job: the MongoDB server's serverStatus opcounters (insert, query, update, delete, "
-    "getmore) over the platform's measurements, i.e. the API and the workers together.",
-    "platform ÷ baseline: above 1 is better for rates, below 1 for times, latencies and counts.",
+    "Every figure is measured, none estimated: rates and latencies end to end; CPU per job from "
+    "/proc (user + system of each process group: the API's gunicorn, a worker and its pool, beat); "
+    "Redis commands and bytes from INFO on the one Redis all sides share; the platform's MongoDB "
+    "commands from the counters its own processes keep (mwap_mongo_commands_total, read through "
+    "the API's GET /metrics), and the bench's from its own client's command monitoring.",
+    "One side at a time: while a side is measured, every other side's workers and beat are frozen "
+    "(SIGSTOP), and the bench's probes (INFO, /metrics scrapes, its reads of the ledger to see jobs "
+    "done) count as nobody's commands.",
+    "The MongoDB server's own CPU is in no column; a driver's is, in the process that runs it.",
+    "platform ÷ ref: the platform's median over the reference side's; above 1 is better for rates, "
+    "below 1 for times, latencies, CPU and counts.",
     "Every process competes for the same CPUs: the load average before the run shows other work on "
     "the machine (the one after includes the bench's own processes).",
-    "The baseline (ops/bench/baseline.py): Celery with default settings, Redis broker and result "
-    "backend; a Flask route calling apply_async under gunicorn with the platform API's worker count "
-    "(2 gthread workers x 4 threads).",
+    "Plain Celery (ops/bench/baseline.py): its defaults (prefetch 4, ack on receipt) with the "
+    "platform worker's pool and concurrency in every scenario, Redis broker and result backend, "
+    "Flask routes under gunicorn with the platform API's workers and threads. Dramatiq "
+    "(ops/bench/dramatiq_peer.py): its defaults, Redis broker, Results middleware on Redis; "
+    "reported, not a target.",
 ]
 
 
 def _mongo_description(external: str | None, standin: str) -> str:
     if external:
-        return "MWAP_MONGO_URL (a real MongoDB: the raw numbers count)"
+        return "MWAP_MONGO_URL (a real MongoDB)"
     if standin == "fast":
         return (
             "the stand-in without its per-insert scan of every stored _id (ops/bench/fast_standin.py, "
@@ -71,8 +72,9 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 def execute(config: Any, only: tuple[str, ...], work_dir: Path) -> dict[str, Any]:
     """Start the processes, run the scenarios, stop everything; the results as a dict."""
     from ops.bench import harness as harness_module  # noqa: PLC0415 - heavy: only when running
-    from ops.bench import scenarios  # noqa: PLC0415
+    from ops.bench import scenarios, verdicts  # noqa: PLC0415
     from ops.bench.config import Run  # noqa: PLC0415
+    from ops.bench.publish import code_hash  # noqa: PLC0415
     from ops.bench.results import Scenario  # noqa: PLC0415
 
     external = os.environ.get("MWAP_MONGO_URL")
@@ -80,9 +82,9 @@ def execute(config: Any, only: tuple[str, ...], work_dir: Path) -> dict[str, Any
     started_at, started, load_before = datetime.now(UTC), time.monotonic(), os.getloadavg()
     results: list[Scenario] = []
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    run = Run(harness, config, external_mongo=bool(external))
     try:
-        run = Run(harness, config, external_mongo=bool(external))
-        run.log("starting Redis, MongoDB, fake providers, both HTTP APIs", logs=str(harness.log_dir))
+        run.log("starting Redis, MongoDB, fake providers, the three HTTP APIs", logs=str(harness.log_dir))
         harness.start()
         for scenario_id in SCENARIOS:
             if only and scenario_id not in only:
@@ -103,32 +105,40 @@ def execute(config: Any, only: tuple[str, ...], work_dir: Path) -> dict[str, Any
             scenario.seconds = time.monotonic() - begun
             results.append(scenario)
     finally:
+        run.close()
         harness.drop_database()
         harness.close()
         signal.signal(signal.SIGTERM, previous)
+    measured = {f"{s.id}/{m.id}": m.values for s in results for m in s.metrics}
     return {
         "meta": {
             "startedAt": started_at.isoformat(),
             "durationSeconds": time.monotonic() - started,
             "quick": config.quick,
+            "only": list(only),
             "rounds": config.rounds,
             "loader": config.loader,
             "machine": harness_module.machine(),
             # Other work on the machine skews every number: the load average before and after.
             "loadAverage": {"before": load_before, "after": os.getloadavg()},
             "mongo": _mongo_description(external, config.standin),
-            "basisNote": "Targets are judged on raw numbers."
-            if external
-            else "Targets on time are judged on the platform's own time (raw minus time inside MongoDB calls).",
+            "benchHash": code_hash(),
             "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
             "notes": GLOBAL_NOTES,
         },
+        "verdicts": [asdict(verdict) for verdict in verdicts.judge(measured)],
         "scenarios": [scenario.to_json() for scenario in results],
     }
 
 
 @click.command("bench")
-@click.option("--quick", is_flag=True, help="Smoke run: small sizes, under two minutes.")
+@click.option("--quick", is_flag=True, help="Smoke run: small sizes, under three minutes.")
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Write ops/bench/results/latest.{json,md} and the README's table (a full run on a quiet machine).",
+)
+@click.option("--force", is_flag=True, help="With --publish: publish even though the machine was busy.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -166,6 +176,8 @@ def execute(config: Any, only: tuple[str, ...], work_dir: Path) -> dict[str, Any
 def bench_command(
     *,
     quick: bool,
+    publish: bool,
+    force: bool,
     out: Path,
     markdown_path: Path | None,
     rounds: int | None,
@@ -174,11 +186,22 @@ def bench_command(
     standin: str,
     work_dir: Path | None,
 ) -> None:
-    """Benchmark the platform against plain Celery, side by side, in one run."""
-    from ops.bench.config import Config  # noqa: PLC0415 - heavy: only when running
+    """Benchmark the platform against plain Celery and Dramatiq, side by side, in one run."""
+    from ops.bench import publish as published  # noqa: PLC0415 - heavy: only when running
+    from ops.bench.config import Config  # noqa: PLC0415
     from ops.bench.report import render  # noqa: PLC0415
     from ops.processes import StartupError  # noqa: PLC0415
 
+    if publish and (quick or only):
+        raise click.UsageError("--publish writes the full run's results: not with --quick or --only")
+    cpus = len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0]
+    if publish and published.busy(load, cpus) and not force:
+        raise click.ClickException(
+            f"the machine is busy (load average {load:.2f} on {cpus} CPUs, above "
+            f"{published.BUSY_LOAD_PER_CPU} per CPU): its numbers would not be this code's; "
+            "wait for a quiet machine, or --force"
+        )
     if loader == "auto":
         loader = "wrk" if shutil.which("wrk") else "python"
     elif loader == "wrk" and not shutil.which("wrk"):
@@ -192,6 +215,8 @@ def bench_command(
         raise click.ClickException(
             f"could not start the bench: {error}\nlogs in {run_dir / 'logs'}"
         ) from None
+    # Published although the machine was busy at the start: said in the results themselves.
+    results["meta"]["forcedWhileBusy"] = publish and published.busy(load, cpus)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     table = render(results)
@@ -203,5 +228,8 @@ def bench_command(
     if failed:
         click.echo(f"mwap bench: failed: {', '.join(failed)}; logs in {run_dir / 'logs'}", err=True)
         sys.exit(1)
+    if publish:
+        published.publish(results)
+        click.echo(f"mwap bench: published {published.LATEST_JSON} and the README's table", err=True)
     if work_dir is None:
         shutil.rmtree(run_dir, ignore_errors=True)

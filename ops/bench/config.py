@@ -1,11 +1,12 @@
-"""The sizes of a bench run: ``--quick`` (a smoke run, under two minutes) or the full run."""
+"""The sizes of a bench run: ``--quick`` (a smoke run, under three minutes) or the full run."""
 
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ops.bench.harness import Harness
+from ops.bench.harness import PLATFORM_DB, Harness
+from ops.bench.meter import Meter
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,7 @@ class Config:
     http_seconds: float  # per load of one endpoint
     e2e_jobs: int
     latency_samples: int
+    step_jobs: int  # jobs of the step-by-step count (enqueue, run, read) per side
     sync_integrations: int
     sync_files: int
     dispatch_sizes: tuple[int, ...]
@@ -25,10 +27,12 @@ class Config:
     http_concurrency: int = 8  # the platform API's 2 gunicorn workers x 4 threads
     batch_concurrency: int = 4  # a batch is 100 jobs of work: fewer connections saturate it
     batch_size: int = 100  # the API's default MWAP_API_BATCH_MAX
-    e2e_concurrency: int = 4
-    poll_interval: float = 0.002  # between two GET /v1/jobs/{id} of one job timed alone
-    burst_poll_interval: float = 0.01  # the same in a burst, where reads compete with the work
-    worker_concurrency: int = 2
+    # Posting and reading threads of a burst: no more readers than one API process may hold waiting
+    # (MWAP_JOB_WAITERS_PER_PROCESS, 3), so that however the connections spread over the API's
+    # processes every read can wait instead of answering at once.
+    e2e_concurrency: int = 3
+    wait_seconds: int = 5  # GET /v1/jobs/{id}?wait=5
+    worker_concurrency: int = 2  # the platform's default worker: prefork, 2 processes
     # Small pages of few files: many provider calls for little writing, so that the provider's
     # latency, not the stand-in's O(n) upserts, sets the pace.
     sync_page_size: int = 2
@@ -46,8 +50,9 @@ class Config:
                 loader=loader,
                 standin=standin,
                 http_seconds=0.75,
-                e2e_jobs=100,
-                latency_samples=15,
+                e2e_jobs=60,
+                latency_samples=10,
+                step_jobs=20,
                 sync_integrations=8,
                 sync_files=6,
                 dispatch_sizes=(1_000,),
@@ -62,6 +67,7 @@ class Config:
             http_seconds=4.0,
             e2e_jobs=500,
             latency_samples=60,
+            step_jobs=200,
             sync_integrations=32,
             sync_files=10,
             dispatch_sizes=(1_000, 10_000, 100_000),
@@ -78,11 +84,18 @@ class Run:
     config: Config
     started: float = field(default_factory=time.monotonic)
     external_mongo: bool = False
+    _meter: Meter | None = None
 
     @property
-    def basis(self) -> str:
-        """Which platform number a target is judged on: raw against MongoDB, own on the stand-in."""
-        return "raw" if self.external_mongo else "own"
+    def meter(self) -> Meter:
+        """Measurement windows on the shared Redis and the platform's /metrics (once both are up)."""
+        if self._meter is None:
+            self._meter = Meter(self.harness.redis_url(PLATFORM_DB), self.harness.api_url)
+        return self._meter
+
+    def close(self) -> None:
+        if self._meter is not None:
+            self._meter.close()
 
     def log(self, message: str, **values: Any) -> None:
         suffix = "".join(f" {k}={v}" for k, v in values.items())

@@ -28,7 +28,7 @@ def _without_payload_scan(
 
 
 def main() -> None:
-    MemoryEngine._ensure_unique_indexes = _without_payload_scan
+    MemoryEngine._ensure_unique_indexes = _without_payload_scan  # type: ignore[method-assign]  # the patch itself
     mongo_server.main()
 
 

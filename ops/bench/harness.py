@@ -1,28 +1,34 @@
-"""The processes of one bench run: Redis, MongoDB, fake providers, the platform's API and workers,
-the baseline's route and worker, each on a free port, all stopped by ``Harness.close``.
+"""The processes of one bench run: Redis, MongoDB, fake providers, the platform's API, workers and
+beat, plain Celery's route and workers, Dramatiq's route and worker, each on a free port, all
+stopped by ``Harness.close``.
 
-Redis databases: 0 the platform, 1 and 2 the baseline's broker and result backend, 3 a second
-platform broker (so two sync workers with different pools can stay up side by side), 9 and 10
-brokers nobody consumes (dispatch).
+One Redis serves every side (``INFO`` counts its commands), each side on databases of its own:
+0 the platform, 3 a second platform broker (two sync workers with different pools stay up side by
+side); 1 plain Celery's broker, 6 a second one, 2 its result backend; 4 and 5 Dramatiq's broker and
+result backend; 9 and 10 brokers nobody consumes (dispatch).
 """
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pymongo
 import redis
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from celery import Celery
 from pymongo.database import Database
 
@@ -39,9 +45,14 @@ from tasks.providers.outbound import DEV_LOOPBACK_ENV
 
 BASELINE_APP = "ops.bench.baseline:app"
 BASELINE_WEB = "ops.bench.baseline:web"
+DRAMATIQ_MODULE = "ops.bench.dramatiq_peer"
+DRAMATIQ_WEB = "ops.bench.dramatiq_peer:web"
 PLATFORM_DB, BASELINE_BROKER_DB, BASELINE_BACKEND_DB, SECOND_PLATFORM_DB = 0, 1, 2, 3
+DRAMATIQ_BROKER_DB, DRAMATIQ_RESULTS_DB, SECOND_BASELINE_DB = 4, 5, 6
 DEAD_PLATFORM_DB, DEAD_BASELINE_DB = 9, 10
 PLATFORM_QUEUES = [queue.value for queue in Queue]
+# Dramatiq's Redis broker keeps a queue as a list of message ids and a hash of the messages.
+DRAMATIQ_QUEUE_KEYS = ("dramatiq:default", "dramatiq:default.msgs")
 # The platform's gunicorn (api_thin/gunicorn_conf.py): gthread workers with 4 threads each.
 API_THREADS = 4
 
@@ -60,6 +71,8 @@ class Harness:
     baseline_url: str = ""
     api_child: Child | None = None
     baseline_api_child: Child | None = None
+    dramatiq_url: str = ""
+    dramatiq_api_child: Child | None = None
     fake: FakeProviders | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
@@ -131,7 +144,7 @@ class Harness:
     # -- the shared servers ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Redis, MongoDB (unless MWAP_MONGO_URL names one), the fake providers, both HTTP APIs."""
+        """Redis, MongoDB (unless MWAP_MONGO_URL names one), the fake providers, the three HTTP APIs."""
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("MWAP_")}
         base_env["PYTHONUNBUFFERED"] = "1"
         redis_port, mongo_port, fake_port = (processes.free_port() for _ in range(3))
@@ -167,18 +180,23 @@ class Harness:
             **DEV_LOOPBACK_ENV,  # the fake providers answer over http on loopback
         }
         ensure_indexes(self.db, self.settings)
-        api_port, baseline_port = processes.free_port(), processes.free_port()
-        self.api_child, self.baseline_api_child = self.parallel(
+        api_port, baseline_port, dramatiq_port = (processes.free_port() for _ in range(3))
+        self.api_child, self.baseline_api_child, self.dramatiq_api_child = self.parallel(
             lambda: self.add(processes.start_api(env=self.env, log_dir=self.log_dir, port=api_port)),
-            lambda: self.add(self._start_baseline_api(baseline_port)),
+            lambda: self.add(
+                self._start_peer_api("baseline-api", BASELINE_WEB, baseline_port, self.baseline_env)
+            ),
+            lambda: self.add(
+                self._start_peer_api("dramatiq-api", DRAMATIQ_WEB, dramatiq_port, self.dramatiq_env)
+            ),
         )
         self.api_url = f"http://127.0.0.1:{api_port}"
         self.baseline_url = f"http://127.0.0.1:{baseline_port}"
+        self.dramatiq_url = f"http://127.0.0.1:{dramatiq_port}"
         # gunicorn listens before its workers have imported the app: wait for real answers.
         processes.wait_for(lambda: self.api().request("GET", "/health")[0] == 200, timeout=60, what="API")
-        processes.wait_for(
-            lambda: Http(self.baseline_url).request("GET", "/")[0] == 404, timeout=60, what="baseline route"
-        )
+        for url, what in ((self.baseline_url, "baseline route"), (self.dramatiq_url, "Dramatiq route")):
+            processes.wait_for(functools.partial(_answers_404, url), timeout=60, what=what)
 
     def start_fast_standin(self, name: str, env: dict[str, str]) -> tuple[Child, str]:
         """``ops.bench.fast_standin`` on a free port, and its URL."""
@@ -228,26 +246,46 @@ class Harness:
         return Http(self.api_url, self.admin_headers)
 
     @property
-    def baseline_env(self) -> dict[str, str]:
+    def _peer_env(self) -> dict[str, str]:
+        # Not the platform's: no MWAP_ settings, and no metrics directory (its /metrics counts the
+        # platform's processes only).
         return {
-            **{k: v for k, v in self.env.items() if not k.startswith("MWAP_")},
-            "BENCH_BROKER_URL": self.redis_url(BASELINE_BROKER_DB),
+            k: v for k, v in self.env.items() if not k.startswith("MWAP_") and k != "PROMETHEUS_MULTIPROC_DIR"
+        }
+
+    def baseline_env_on(self, broker_db: int) -> dict[str, str]:
+        return {
+            **self._peer_env,
+            "BENCH_BROKER_URL": self.redis_url(broker_db),
             "BENCH_RESULT_BACKEND": self.redis_url(BASELINE_BACKEND_DB),
         }
 
-    def baseline_client(self) -> Celery:
+    @property
+    def baseline_env(self) -> dict[str, str]:
+        return self.baseline_env_on(BASELINE_BROKER_DB)
+
+    @property
+    def dramatiq_env(self) -> dict[str, str]:
+        return {
+            **self._peer_env,
+            "BENCH_DRAMATIQ_BROKER": self.redis_url(DRAMATIQ_BROKER_DB),
+            "BENCH_DRAMATIQ_RESULTS": self.redis_url(DRAMATIQ_RESULTS_DB),
+        }
+
+    def baseline_client(self, broker_db: int = BASELINE_BROKER_DB) -> Celery:
         """A client of the baseline app (send, read results) that needs no import-time settings."""
         return Celery(
             "baseline-client",
-            broker=self.redis_url(BASELINE_BROKER_DB),
+            broker=self.redis_url(broker_db),
             backend=self.redis_url(BASELINE_BACKEND_DB),
         )
 
-    def _start_baseline_api(self, port: int) -> Child:
+    def _start_peer_api(self, name: str, app: str, port: int, env: dict[str, str]) -> Child:
+        """A peer's Flask routes under gunicorn, with the platform API's workers and threads."""
         workers = str(self.settings.api_workers)
         argv = [PYTHON, "-m", "gunicorn", "-w", workers, "-k", "gthread", "--threads", str(API_THREADS)]
-        argv += ["-b", f"127.0.0.1:{port}", BASELINE_WEB]
-        child = processes.spawn("baseline-api", argv, env=self.baseline_env, log_dir=self.log_dir)
+        argv += ["-b", f"127.0.0.1:{port}", app]
+        child = processes.spawn(name, argv, env=env, log_dir=self.log_dir)
         processes.await_ready(child, lambda: processes.tcp_open(port), timeout=60)
         return child
 
@@ -263,12 +301,24 @@ class Harness:
             )
         )
 
-    def baseline_worker(self, name: str = "baseline-worker", extra: list[str] | None = None) -> Child:
-        """``celery -A ops.bench.baseline:app worker``: default pool, concurrency and prefetch."""
+    def platform_beat(self) -> Child:
+        """The platform's beat (RedBeat on the platform's Redis database), as deployed beside workers."""
+        child = processes.start_beat(
+            env=self.env, log_dir=self.log_dir, schedule_path=self.run_dir / "beat-schedule"
+        )
+        processes.await_ready(child, lambda: self.redis(PLATFORM_DB).exists("mwap:redbeat::lock"), timeout=60)
+        return self.add(child)
+
+    def baseline_worker(
+        self, name: str, *, pool: str, concurrency: int, broker_db: int = BASELINE_BROKER_DB
+    ) -> Child:
+        """``celery -A ops.bench.baseline:app worker`` with the platform worker's pool and concurrency;
+        everything else (prefetch 4, ack on receipt, gossip, mingle) Celery's defaults."""
         hostname = f"{name}-{os.getpid()}-{processes.free_port()}@localhost"
         argv = [PYTHON, "-m", "celery", "-A", BASELINE_APP, "worker", "-n", hostname, "-l", "WARNING"]
-        child = processes.spawn(name, argv + (extra or []), env=self.baseline_env, log_dir=self.log_dir)
-        client = self.baseline_client()
+        argv += ["-P", pool, "-c", str(concurrency)]
+        child = processes.spawn(name, argv, env=self.baseline_env_on(broker_db), log_dir=self.log_dir)
+        client = self.baseline_client(broker_db)
         try:
             processes.await_ready(
                 child, lambda: client.control.ping(destination=[hostname], timeout=0.5), timeout=60
@@ -276,6 +326,37 @@ class Harness:
         finally:
             client.close()
         return self.add(child)
+
+    def dramatiq_worker(self, name: str, *, processes_: int, threads: int) -> Child:
+        """``dramatiq ops.bench.dramatiq_peer``: ready once it has run a job."""
+        from ops.bench import dramatiq_peer  # noqa: PLC0415 - only the scenarios with Dramatiq need it
+
+        argv = [PYTHON, "-m", "dramatiq", DRAMATIQ_MODULE, "--processes", str(processes_)]
+        argv += ["--threads", str(threads), "--queues", dramatiq_peer.QUEUE]
+        child = processes.spawn(name, argv, env=self.dramatiq_env, log_dir=self.log_dir)
+        client = dramatiq_peer.Client(self.redis_url(DRAMATIQ_BROKER_DB), self.redis_url(DRAMATIQ_RESULTS_DB))
+        try:
+            processes.await_ready(child, lambda: client.round_trip(timeout_ms=1000), timeout=60)
+        finally:
+            client.close()
+        return self.add(child)
+
+    # -- one side at a time -----------------------------------------------------------------------
+
+    @staticmethod
+    def run_only(active: list[Child], others: list[Child]) -> None:
+        """Let ``active`` run and freeze ``others`` (SIGSTOP to their process groups): a measurement
+        window sees one side's processes only; a frozen worker keeps its messages and connections."""
+        for child in others:
+            if child not in active:
+                child.signal(signal.SIGSTOP)
+        for child in active:
+            child.signal(signal.SIGCONT)
+
+    @staticmethod
+    def resume(*children: Child) -> None:
+        for child in children:
+            child.signal(signal.SIGCONT)
 
     # -- between measurements -------------------------------------------------------------------
 
@@ -290,12 +371,30 @@ class Harness:
         self.db["jobs"].delete_many({})
         for db in (PLATFORM_DB, SECOND_PLATFORM_DB):
             self.redis(db).delete(*PLATFORM_QUEUES)
-        with redis.Redis.from_url(self.redis_url(BASELINE_BROKER_DB)) as baseline:
-            baseline.delete("celery")
+        for db in (BASELINE_BROKER_DB, SECOND_BASELINE_DB):
+            with redis.Redis.from_url(self.redis_url(db)) as baseline:
+                baseline.delete("celery")
+        with redis.Redis.from_url(self.redis_url(DRAMATIQ_BROKER_DB)) as peer:
+            peer.delete(*DRAMATIQ_QUEUE_KEYS)
+        # Results nobody reads again (they would expire in a day): gone, so the next window starts
+        # from the same state.
+        for db in (BASELINE_BACKEND_DB, DRAMATIQ_RESULTS_DB):
+            with redis.Redis.from_url(self.redis_url(db)) as results:
+                results.flushdb()
+
+    def ledger_bytes(self) -> int:
+        """BSON bytes of every document in the platform's ledger (``jobs``), as stored."""
+        raw = self.db.get_collection("jobs", codec_options=CodecOptions(document_class=RawBSONDocument))
+        return sum(len(doc.raw) for doc in raw.find())
 
     def drop_database(self) -> None:
         with contextlib.suppress(Exception):  # the server may be gone already on Ctrl-C
             self.db.client.drop_database(self.settings.mongo_db)
+
+
+def _answers_404(url: str) -> bool:
+    """A peer's Flask app answers (404 for ``/``, which it has no route for)."""
+    return Http(url).request("GET", "/")[0] == 404
 
 
 def child_pids(pid: int) -> list[int]:
@@ -308,17 +407,21 @@ def child_pids(pid: int) -> list[int]:
     return sorted(found)
 
 
-def group_cpu_seconds(*children: Child | None) -> float:
-    """User + system CPU seconds of every live process in the children's process groups (each
-    child leads its own session: gunicorn and its workers, celery and its pool processes)."""
-    groups = {child.pid for child in children if child is not None}
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) in groups:  # pgrp; utime and stime follow at 11 and 12
-                ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+def groups_cpu_seconds(groups: Mapping[str, Child | None]) -> dict[str, float]:
+    """User + system CPU seconds of every live process in each named child's process group (each
+    child leads its own session: gunicorn and its workers, celery and its pool processes), in one
+    pass over /proc."""
+    leaders = {child.pid: name for name, child in groups.items() if child is not None}
+    ticks = dict.fromkeys(leaders.values(), 0)
+    if leaders:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                name = leaders.get(int(fields[2]))  # pgrp; utime and stime follow at 11 and 12
+                if name is not None:
+                    ticks[name] += int(fields[11]) + int(fields[12])
+    hertz = os.sysconf("SC_CLK_TCK")
+    return {name: count / hertz for name, count in ticks.items()}
 
 
 def rss_kib(pid: int) -> int:

@@ -1,9 +1,13 @@
-"""What a scenario reports: metrics per round for the platform and the baseline, MongoDB usage,
-targets met or not, and how each number was obtained. Serialised as ``bench-results.json``."""
+"""What a scenario reports: per metric, the values each side measured round by round, with the
+breakdowns behind the counts; and how each number was obtained. Serialised as JSON."""
 
 import statistics
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ops.bench.meter import Cost
+from ops.bench.sides import CELERY, PLATFORM
 
 
 def spread(values: list[float]) -> dict[str, float] | None:
@@ -13,91 +17,54 @@ def spread(values: list[float]) -> dict[str, float] | None:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def ratios(platform: list[float], baseline: list[float]) -> list[float]:
-    """platform ÷ baseline, round by round."""
-    return [p / b for p, b in zip(platform, baseline, strict=False) if b]
-
-
-def own_seconds(raw: float, jobs: int, mongo_seconds_per_job: float) -> float:
-    """Raw time minus the MongoDB time of ``jobs`` jobs, which the stand-in serves one command at
-    a time; never below 5% of the raw time (the subtraction is an estimate)."""
-    return max(raw - jobs * mongo_seconds_per_job, raw * 0.05)
-
-
-def own_rate(
-    jobs: int, seconds: float, mongo_per_job: float, cpu_per_job: float, cpus: int
-) -> tuple[float, bool]:
-    """Jobs per second with the MongoDB time taken out, but never more than the platform's own
-    processes could do on every CPU of the machine (``cpus`` / CPU seconds per job): where the
-    stand-in took nearly all the time, the subtraction alone extrapolates without bound.
-    Returns the rate and whether the CPU bound set it."""
-    subtracted = jobs / own_seconds(seconds, jobs, mongo_per_job)
-    bound = cpus / cpu_per_job if cpu_per_job > 0 else float("inf")
-    return min(subtracted, bound), bound < subtracted
-
-
-def caveat(share: float, bound_rounds: int, rounds: int) -> tuple[str, bool]:
-    """What to say about an own figure whose runs spent ``share`` of their time in MongoDB and
-    were set by the CPU bound in ``bound_rounds`` of ``rounds``; and whether it is uncertain."""
-    text = f"MongoDB took {share:.0%} of the raw time"
-    if bound_rounds:
-        text += f"; own set by the CPU bound (CPUs / CPU per job) in {bound_rounds} of {rounds} rounds"
-    uncertain = share > 0.8 and bound_rounds * 2 < rounds
-    if uncertain:
-        text += " (the stand-in was the bottleneck: the own figure is an unsteady extrapolation)"
-    return text, uncertain
+def per_job(counts: Counter[str], jobs: int) -> dict[str, float]:
+    """Counts by name divided by ``jobs``, largest first."""
+    return {name: count / jobs for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 @dataclass
 class Metric:
-    """One measured quantity: per-round values of each side; ``own`` is the platform's value with
-    the time inside MongoDB calls taken out."""
+    """One measured quantity: per side, one value per round (``values[side]``), and for counts the
+    per-job breakdown by command over every round (``breakdown[side]``). The ratio column divides
+    the platform's median by the ``reference`` side's."""
 
     id: str
     name: str
     unit: str
     better: str  # "higher" or "lower"
-    platform: list[float] = field(default_factory=list)
-    own: list[float] = field(default_factory=list)
-    baseline: list[float] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    reference: str | None = CELERY
+    breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped: str | None = None
     how: str = ""
+    zero_ok: bool = False  # a true zero is a measurement (e.g. beat's CPU below /proc's 10 ms tick)
+
+    def median(self, side: str) -> float | None:
+        values = self.values.get(side)
+        return statistics.median(values) if values else None
+
+    def ratio(self) -> float | None:
+        platform = self.median(PLATFORM)
+        reference = self.median(self.reference) if self.reference else None
+        if platform is None or not reference:
+            return None
+        return platform / reference
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(
-            platformStats=spread(self.platform),
-            ownStats=spread(self.own),
-            baselineStats=spread(self.baseline),
-            ratio=ratios(self.platform, self.baseline),
-            ratioOwn=ratios(self.own, self.baseline),
-        )
+        data["stats"] = {side: spread(values) for side, values in self.values.items()}
+        data["ratio"] = self.ratio()
         return data
-
-
-@dataclass
-class Target:
-    """A goal from the issue, judged on ``basis`` (``own`` on the stand-in, ``raw`` on MongoDB)."""
-
-    name: str
-    goal: str
-    basis: str
-    value: float | None
-    met: bool | None  # None: could not be judged (skipped)
-    detail: str = ""
-    uncertain: bool = False  # the figure it is judged on is an unsteady estimate
 
 
 @dataclass
 class Scenario:
     id: str
     title: str
-    status: str = "ok"  # ok | skipped | failed
+    status: str = "ok"  # ok | failed
     reason: str = ""
     seconds: float = 0.0
     metrics: list[Metric] = field(default_factory=list)
-    mongo: list[dict[str, Any]] = field(default_factory=list)
-    targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -116,8 +83,125 @@ class Scenario:
             "reason": self.reason,
             "seconds": self.seconds,
             "metrics": [m.to_json() for m in self.metrics],
-            "mongo": self.mongo,
-            "targets": [asdict(t) for t in self.targets],
             "notes": self.notes,
             **({"extra": self.extra} if self.extra else {}),
         }
+
+
+@dataclass
+class Tally:
+    """Windows of one side, one per round, with the jobs each carried: the per-round values and
+    the per-job breakdowns of a scenario's cost metrics."""
+
+    costs: list[Cost] = field(default_factory=list)
+    jobs: list[int] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, cost: Cost, jobs: int, **extra: float) -> None:
+        if jobs <= 0:
+            raise ValueError("a window without jobs has no cost per job")
+        self.costs.append(cost)
+        self.jobs.append(jobs)
+        for key, value in extra.items():
+            self.extra.setdefault(key, []).append(value)
+
+    def rate(self) -> list[float]:
+        return [jobs / cost.seconds for cost, jobs in zip(self.costs, self.jobs, strict=True)]
+
+    def cpu_ms(self, *groups: str) -> list[float]:
+        return [
+            sum(cost.cpu.get(group, 0.0) for group in groups) * 1000 / jobs
+            for cost, jobs in zip(self.costs, self.jobs, strict=True)
+        ]
+
+    def redis(self) -> list[float]:
+        return [cost.redis_total / jobs for cost, jobs in zip(self.costs, self.jobs, strict=True)]
+
+    def redis_bytes(self) -> list[float]:
+        return [cost.redis_bytes / jobs for cost, jobs in zip(self.costs, self.jobs, strict=True)]
+
+    def mongo(self, roles: tuple[str, ...] | None = None) -> list[float]:
+        return [
+            sum(n for key, n in cost.mongo.items() if roles is None or key.split(":")[0] in roles) / jobs
+            for cost, jobs in zip(self.costs, self.jobs, strict=True)
+        ]
+
+    def redis_breakdown(self) -> dict[str, float]:
+        return per_job(sum((cost.redis for cost in self.costs), Counter()), sum(self.jobs))
+
+    def mongo_breakdown(self) -> dict[str, float]:
+        return per_job(sum((cost.mongo for cost in self.costs), Counter()), sum(self.jobs))
+
+
+def cost_metrics(
+    prefix: str,
+    label: str,
+    tallies: dict[str, Tally],
+    groups: dict[str, tuple[str, ...]],
+    *,
+    per: str = "job",
+    mongo_sides: tuple[str, ...] = (),
+    reference: str = CELERY,
+) -> list[Metric]:
+    """The cost rows every scenario reports for its windows: CPU per ``per`` of each process group
+    (``groups``: row name -> groups summed, e.g. ``{"API": ("api",)}``), Redis commands and bytes,
+    MongoDB commands (``mongo_sides`` only: the others send none)."""
+    metrics = []
+    for row, names in groups.items():
+        values = {
+            side: tally.cpu_ms(*names)
+            for side, tally in tallies.items()
+            if any(name in cost.cpu for cost in tally.costs for name in names)
+        }
+        metrics.append(
+            Metric(
+                f"{prefix}.cpu.{'+'.join(names)}",
+                f"{label}: {row} CPU per {per}",
+                "ms",
+                "lower",
+                values,
+                reference=reference,
+                how=f"user + system CPU of the {row} process group(s), /proc/<pid>/stat over the window, "
+                f"÷ {per}s",
+                zero_ok="beat" in names,
+            )
+        )
+    metrics.append(
+        Metric(
+            f"{prefix}.redis",
+            f"{label}: Redis commands per {per}",
+            "commands",
+            "lower",
+            {side: tally.redis() for side, tally in tallies.items()},
+            reference=reference,
+            breakdown={side: tally.redis_breakdown() for side, tally in tallies.items()},
+            how="INFO commandstats deltas of the shared Redis over the window (INFO itself left out)",
+        )
+    )
+    metrics.append(
+        Metric(
+            f"{prefix}.redis_bytes",
+            f"{label}: bytes sent to Redis per {per}",
+            "B",
+            "lower",
+            {side: tally.redis_bytes() for side, tally in tallies.items()},
+            reference=reference,
+            how="INFO stats total_net_input_bytes delta: every byte clients sent to Redis (writes and "
+            "the requests of reads)",
+        )
+    )
+    if mongo_sides:
+        metrics.append(
+            Metric(
+                f"{prefix}.mongo",
+                f"{label}: MongoDB commands per {per}",
+                "commands",
+                "lower",
+                {side: tallies[side].mongo() for side in mongo_sides},
+                reference=None,
+                breakdown={side: tallies[side].mongo_breakdown() for side in mongo_sides},
+                how="mwap_mongo_commands_total{command,role} deltas from the API's GET /metrics (every "
+                "platform process); role bench: commands the bench sent itself (its own listener)",
+            )
+        )
+    return metrics

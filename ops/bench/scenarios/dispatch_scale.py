@@ -1,6 +1,7 @@
 """4. Dispatch scale: ``tasks.dispatch.dispatch_integrations`` over 1,000 / 10,000 / 100,000
 integrations of which 10% are due, called in this process with a monitored client and a producer
-publishing to a Redis database nobody consumes.
+publishing to a Redis database nobody consumes: time, the bench process's CPU, MongoDB commands
+(pymongo command monitoring of that very client) and Redis commands per dispatched job.
 
 The baseline: the naive dispatcher — read every integration, test it in Python, ``apply_async``
 each due one on a plain Celery app (Redis broker and result backend), no ledger.
@@ -10,8 +11,10 @@ With MWAP_MONGO_URL unset this runs on a second stand-in without the per-insert 
 """
 
 import contextlib
+import functools
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -26,8 +29,10 @@ from mwap.services import Services
 from ops.bench import documents
 from ops.bench.config import Run
 from ops.bench.harness import DEAD_BASELINE_DB, DEAD_PLATFORM_DB
+from ops.bench.meter import Cost
 from ops.bench.mongo import CommandStats, Usage, monitored_client
-from ops.bench.results import Metric, Scenario, Target
+from ops.bench.results import Metric, Scenario, Tally, cost_metrics
+from ops.bench.sides import CELERY, PLATFORM
 from ops.fake_providers.documents import provider_documents
 from ops.processes import Child
 from tasks.dispatch import dispatch_integrations
@@ -35,7 +40,6 @@ from worker.app import create_celery_app
 
 JOB_TYPE = "integration.health_check"
 UNREACHABLE = "http://127.0.0.1:9"  # the providers' URLs: nothing here calls a provider
-SERIES = ("seconds", "mongo", "commands", "documents")
 
 
 def seed(db: Database, ring: KeyRing, size: int, due_fraction: float, batch: int) -> float:
@@ -86,16 +90,22 @@ def naive_dispatch(db: Database, app: Celery, cutoff: datetime) -> int:
     return sent
 
 
-def _measure[T](stats: CommandStats, work: Callable[[], T]) -> tuple[float, Usage, T]:
+def _measure[T](run: Run, stats: CommandStats, work: Callable[[], T]) -> tuple[Cost, Usage, T]:
+    """``work()`` in a window: Redis from INFO, MongoDB from ``stats``, CPU of this process."""
     before = stats.snapshot()
-    started = time.perf_counter()
-    result = work()
-    return time.perf_counter() - started, stats.snapshot() - before, result
+    with run.meter.window({}) as cost:
+        cpu = time.process_time()
+        result = work()
+        cpu = time.process_time() - cpu
+    usage = stats.snapshot() - before
+    cost.cpu = {"bench": cpu}
+    cost.mongo = Counter({f"bench:{name}": count for name, count in usage.commands.items()})
+    return cost, usage, result
 
 
-def measure_size(run: Run, size: int, url: str) -> tuple[dict[str, list[float]], float]:
+def measure_size(run: Run, size: int, url: str) -> tuple[dict[str, Tally], float]:
     """Seed ``size`` integrations in a database of their own, then dispatch them round by round,
-    platform and naive baseline in turn; the values per round and the seeding time."""
+    platform and naive baseline in turn; the windows per side and the seeding time."""
     h, config = run.harness, run.config
     name = f"{h.settings.mongo_db}_dispatch_{size}"
     settings = h.settings.model_copy(
@@ -108,7 +118,7 @@ def measure_size(run: Run, size: int, url: str) -> tuple[dict[str, list[float]],
     baseline = Celery(
         "baseline-dispatch", broker=h.redis_url(DEAD_BASELINE_DB), backend=h.redis_url(DEAD_BASELINE_DB)
     )
-    values: dict[str, list[float]] = {f"{side}.{k}": [] for side in "pb" for k in SERIES} | {"due": []}
+    tallies = {PLATFORM: Tally(), CELERY: Tally()}
     try:
         db = client[name]
         ensure_indexes(db, settings)
@@ -122,25 +132,22 @@ def measure_size(run: Run, size: int, url: str) -> tuple[dict[str, list[float]],
             dead.flushdb()
             dead_baseline.flushdb()
             cutoff = now() - timedelta(seconds=settings.health_check_interval)
-            seconds, usage, result = _measure(
-                stats, lambda: dispatch_integrations(services, producer, JOB_TYPE)
+            cost, usage, result = _measure(
+                run, stats, lambda: dispatch_integrations(services, producer, JOB_TYPE)
             )
             if result["enqueued"] != expected:
                 raise RuntimeError(f"dispatch of {size} integrations: {result}, expected {expected} enqueued")
-            b_seconds, b_usage, sent = _measure(
-                stats,
-                lambda cutoff=cutoff: naive_dispatch(db, baseline, cutoff),
+            tallies[PLATFORM].add(cost, expected, documents=usage.documents / expected)
+            b_cost, b_usage, sent = _measure(
+                run, stats, functools.partial(naive_dispatch, db, baseline, cutoff)
             )
-            for side, (t, u, jobs) in (("p", (seconds, usage, expected)), ("b", (b_seconds, b_usage, sent))):
-                values[f"{side}.seconds"].append(t)
-                values[f"{side}.mongo"].append(u.seconds)
-                values[f"{side}.commands"].append(u.total / jobs)
-                values[f"{side}.documents"].append(u.documents / jobs)
-            values["due"].append(expected)
+            if sent != expected:
+                raise RuntimeError(f"naive dispatch of {size} integrations sent {sent}, expected {expected}")
+            tallies[CELERY].add(b_cost, sent, documents=b_usage.documents / sent)
             run.log(
                 f"dispatch {size} round {n + 1}",
-                platform=f"{seconds:.2f}s ({usage.total} commands)",
-                baseline=f"{b_seconds:.2f}s ({b_usage.total} commands)",
+                platform=f"{cost.seconds:.2f}s ({usage.total} MongoDB, {cost.redis_total} Redis commands)",
+                naive=f"{b_cost.seconds:.2f}s ({b_usage.total} MongoDB, {b_cost.redis_total} Redis commands)",
             )
     finally:
         with contextlib.suppress(Exception):
@@ -150,7 +157,7 @@ def measure_size(run: Run, size: int, url: str) -> tuple[dict[str, list[float]],
         baseline.close()
         dead.flushdb()
         dead_baseline.flushdb()
-    return values, seeding
+    return tallies, seeding
 
 
 def run(run: Run) -> Scenario:
@@ -163,103 +170,61 @@ def run(run: Run) -> Scenario:
         env = {k: v for k, v in h.env.items() if not k.startswith("MWAP_")}
         standin, url = h.start_fast_standin("mongo-dispatch", env)
     seeding: dict[str, float] = {}
-    per_size: dict[int, dict[str, list[float]]] = {}
+    per_size: dict[int, dict[str, Tally]] = {}
     try:
         for size in config.dispatch_sizes:
             per_size[size], seeding[str(size)] = measure_size(run, size, url)
     finally:
         if standin is not None:
             h.stop(standin)
-    _report(run, scenario, per_size)
+    for size, tallies in per_size.items():
+        _report(run, scenario, size, tallies)
     scenario.extra = {
         "seedingSeconds": seeding,
         "mongo": "MWAP_MONGO_URL" if run.external_mongo else "the fast stand-in",
     }
+    _notes(run, scenario)
     return scenario
 
 
-def _report(run: Run, scenario: Scenario, per_size: dict[int, dict[str, list[float]]]) -> None:
+def _report(run: Run, scenario: Scenario, size: int, tallies: dict[str, Tally]) -> None:
+    due = round(size * run.config.dispatch_due)
+    label = f"{size:,} integrations ({due:,} due)"
+    scenario.add(
+        Metric(
+            f"{size}.seconds",
+            f"{label}: dispatch time",
+            "s",
+            "lower",
+            {side: [cost.seconds for cost in tally.costs] for side, tally in tallies.items()},
+            how="dispatch_integrations (plain Celery: the naive dispatcher) called in this process",
+        )
+    )
+    for metric in cost_metrics(
+        str(size),
+        label,
+        tallies,
+        {"dispatcher (bench process)": ("bench",)},
+        per="dispatched job",
+        mongo_sides=(PLATFORM, CELERY),
+    ):
+        if metric.id.endswith(".mongo"):
+            metric.reference = CELERY
+            metric.how = "pymongo command monitoring of the dispatcher's own client, both sides"
+        scenario.add(metric)
+    scenario.add(
+        Metric(
+            f"{size}.documents",
+            f"{label}: documents read per dispatched job",
+            "docs",
+            "lower",
+            {side: tally.extra["documents"] for side, tally in tallies.items()},
+        )
+    )
+
+
+def _notes(run: Run, scenario: Scenario) -> None:
     config = run.config
-    for size, values in per_size.items():
-        due = round(size * config.dispatch_due)
-        scenario.add(
-            Metric(
-                f"{size}.seconds",
-                f"{size:,} integrations ({due:,} due): dispatch time",
-                "s",
-                "lower",
-                platform=values["p.seconds"],
-                baseline=values["b.seconds"],
-                how="dispatch_integrations (baseline: the naive dispatcher) called in this process",
-            )
-        )
-        scenario.add(
-            Metric(
-                f"{size}.outside_mongo",
-                f"{size:,} integrations: time outside MongoDB calls",
-                "s",
-                "lower",
-                platform=[t - m for t, m in zip(values["p.seconds"], values["p.mongo"], strict=True)],
-                baseline=[t - m for t, m in zip(values["b.seconds"], values["b.mongo"], strict=True)],
-                how="the dispatch time minus the time inside MongoDB calls, both sides measured by "
-                "pymongo command monitoring of that same call",
-            )
-        )
-        scenario.add(
-            Metric(
-                f"{size}.commands",
-                f"{size:,} integrations: MongoDB commands per dispatched job",
-                "commands",
-                "lower",
-                platform=values["p.commands"],
-                baseline=values["b.commands"],
-            )
-        )
-        scenario.add(
-            Metric(
-                f"{size}.documents",
-                f"{size:,} integrations: documents read per dispatched job",
-                "docs",
-                "lower",
-                platform=values["p.documents"],
-                baseline=values["b.documents"],
-            )
-        )
-        scenario.mongo.append(
-            {
-                "path": f"dispatch, {size:,} integrations",
-                "commandsPerJob": sum(values["p.commands"]) / len(values["p.commands"]),
-                "mongoMsPerJob": sum(values["p.mongo"]) * 1000 / sum(values["due"]),
-                "documentsReadPerJob": sum(values["p.documents"]) / len(values["p.documents"]),
-                "how": "the dispatcher itself, in this process, pymongo command monitoring",
-            }
-        )
-    sizes = sorted(per_size)
-    first = sum(per_size[sizes[0]]["p.commands"]) / config.rounds
-    last = sum(per_size[sizes[-1]]["p.commands"]) / config.rounds
-    if len(sizes) > 1:
-        growth = last / first
-        scenario.targets.append(
-            Target(
-                f"dispatch commands per job, {sizes[-1]:,} / {sizes[0]:,} integrations",
-                "<= 1.1 (flat)",
-                "raw",
-                growth,
-                growth <= 1.1,
-                f"{first:.3f} → {last:.3f} commands per dispatched job",
-            )
-        )
-    else:
-        scenario.targets.append(
-            Target(
-                "dispatch commands per job flat across sizes",
-                "<= 1.1 (flat)",
-                "raw",
-                None,
-                None,
-                f"one size only ({sizes[0]:,}): the full run measures 1,000 / 10,000 / 100,000",
-            )
-        )
     if not run.external_mongo and run.config.standin == "stock":
         scenario.notes.append(
             "runs on a second stand-in without mongoeco's per-insert scan of every stored _id "

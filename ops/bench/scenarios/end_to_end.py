@@ -1,33 +1,45 @@
-"""2. End to end, trivial jobs: from ``POST /v1/jobs`` until ``GET /v1/jobs/{id}`` says succeeded,
-against the baseline's route and ``result.get()``; jobs/s for a burst, and the latency of one job
-at a time.
+"""2. End to end, trivial jobs: from the POST until the result is read back, for a burst of jobs
+(jobs/s and what each job cost) and for one job at a time (latency).
 
-Workers: the platform's prefork worker on ``default`` and the baseline's default worker, both
-with two processes (the baseline's default is one per CPU; this machine's count is in the run's
-meta).
+Sides: the platform (``POST /v1/jobs``, then ``GET /v1/jobs/{id}?wait=5``: one request, no polling);
+plain Celery through its Flask route, its result read by ``result.get()`` in the client
+(``celery``) or through its own ``GET`` route waiting the same way (``celery-route``); Dramatiq
+through its Flask routes (reported, not a target). Workers: the platform's prefork worker with two
+processes and its beat; plain Celery's worker with the same pool and concurrency; Dramatiq's with
+two processes of one thread. While one side is measured the others' workers and beat are frozen
+(SIGSTOP), so each window sees one side's commands and CPU only.
+
+Then the same three steps one by one, to say which step issues which command: enqueue (the
+side's worker and beat frozen), run (the worker drains them), read (each result read once).
 """
 
+import functools
 import itertools
-import os
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 from celery import Celery
 
 from ops.bench.config import Run
-from ops.bench.harness import DEAD_PLATFORM_DB, group_cpu_seconds
+from ops.bench.harness import BASELINE_BACKEND_DB, PLATFORM_DB
 from ops.bench.loader import Http, percentile
-from ops.bench.mongo import per_job, server_ops
-from ops.bench.replica import Monitored, echo_lifecycle
-from ops.bench.results import Metric, Scenario, Target, caveat, own_rate
-from ops.processes import Child
+from ops.bench.meter import Cost
+from ops.bench.results import Metric, Scenario, Tally, cost_metrics
+from ops.bench.sides import CELERY, CELERY_ROUTE, DRAMATIQ, PLATFORM
+from ops.processes import Child, wait_for
 
 ECHO = {"type": "system.echo", "params": {}}
-CPUS = len(os.sched_getaffinity(0))
 READ_TIMEOUT = 120  # seconds a job may take to succeed before the bench gives up on it
+SIDES = (PLATFORM, CELERY, CELERY_ROUTE, DRAMATIQ)
+STEP_SIDES = (PLATFORM, CELERY)  # celery-route shares plain Celery's enqueue and run steps
+# What each side's read answers once the job is done, and when it failed.
+DONE = {PLATFORM: "succeeded", CELERY_ROUTE: "success", DRAMATIQ: "succeeded"}
+FAILED = {PLATFORM: "failed", CELERY_ROUTE: "failure", DRAMATIQ: "failed"}
+
+Post = Callable[[], str]
+Read = Callable[[str], int]  # reads one job until done; the number of requests it took
 
 
 class Burst:
@@ -41,7 +53,7 @@ class Burst:
         self.errors: list[str] = []
         self._tickets = itertools.count()
 
-    def post_all(self, post: Any, n: int) -> None:
+    def post_all(self, post: Post, n: int) -> None:
         while next(self._tickets) < self.jobs:
             job_id = post()
             with self.posted:
@@ -57,7 +69,7 @@ class Burst:
                 self.posted.wait(0.05)
             return self.ids[n][index]
 
-    def run(self, post_factory: Any, read_factory: Any) -> float:
+    def run(self, post_factory: Callable[[], Post], read_factory: Callable[[], Read]) -> float:
         done_posting = threading.Event()
 
         def poster(n: int) -> None:
@@ -99,272 +111,297 @@ class Burst:
         return sum(self.reads_by)
 
 
-def _platform_post(run: Run) -> Any:
-    client = run.harness.api()
+class Sides:
+    """Each side's routes, clients and processes for this scenario."""
 
-    def post() -> str:
-        status, doc = client.json("POST", "/v1/jobs", ECHO)
-        if status != 202:
-            raise RuntimeError(f"POST /v1/jobs answered {status}: {doc}")
-        return doc["id"]
-
-    return post
-
-
-def _platform_read(run: Run, poll: float) -> Any:
-    """Reads one job every ``poll`` seconds until it succeeded; returns how many GETs it took."""
-    client = run.harness.api()
-
-    def read(job_id: str) -> int:
-        deadline = time.monotonic() + READ_TIMEOUT
-        for reads in itertools.count(1):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} not succeeded after {READ_TIMEOUT}s")
-            status, doc = client.json("GET", f"/v1/jobs/{job_id}")
-            if status != 200:
-                raise RuntimeError(f"GET /v1/jobs/{job_id} answered {status}: {doc}")
-            if doc["status"] == "succeeded":
-                return reads
-            if doc["status"] == "failed":
-                raise RuntimeError(f"job {job_id} failed: {doc['error']}")
-            time.sleep(poll)
-        raise AssertionError("unreachable")
-
-    return read
-
-
-def _baseline_post(run: Run) -> Any:
-    client = Http(run.harness.baseline_url)
-
-    def post() -> str:
-        status, doc = client.json("POST", "/v1/jobs", ECHO)
-        if status != 202:
-            raise RuntimeError(f"baseline POST answered {status}: {doc}")
-        return doc["id"]
-
-    return post
-
-
-def _baseline_read(app: Celery) -> Any:
-    def read(job_id: str) -> int:
-        app.AsyncResult(job_id).get(timeout=READ_TIMEOUT)
-        return 1
-
-    return read
-
-
-class BaselineReaders:
-    """One Celery client per reading thread: the Redis backend's result consumer is not thread-safe."""
-
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, workers: dict[str, list[Child]]) -> None:
         self.run = run
-        self.apps: list[Celery] = []
+        h = run.harness
+        self.workers = workers  # side -> its background processes (worker first, then beat)
+        self.everything = [child for children in workers.values() for child in children]
+        self.urls = {
+            PLATFORM: (h.api_url, h.admin_headers),
+            CELERY: (h.baseline_url, {}),
+            CELERY_ROUTE: (h.baseline_url, {}),
+            DRAMATIQ: (h.dramatiq_url, {}),
+        }
+        self.apis = {
+            PLATFORM: h.api_child,
+            CELERY: h.baseline_api_child,
+            CELERY_ROUTE: h.baseline_api_child,
+            DRAMATIQ: h.dramatiq_api_child,
+        }
+        self._celery_clients: list[Celery] = []
+        self._lock = threading.Lock()
 
-    def __call__(self) -> Any:
-        app = self.run.harness.baseline_client()
-        self.apps.append(app)
-        return _baseline_read(app)
+    def only(self, side: str | None) -> None:
+        """Let ``side``'s workers and beat run, freeze everyone else's (None: freeze all)."""
+        self.run.harness.run_only(self.workers[side] if side else [], self.everything)
+
+    def groups(self, side: str) -> dict[str, Child | None]:
+        worker, *beat = self.workers[side]
+        return {"api": self.apis[side], "worker": worker, **({"beat": beat[0]} if beat else {})}
+
+    def post(self, side: str) -> Post:
+        url, headers = self.urls[side]
+        client = Http(url, headers)
+
+        def post() -> str:
+            status, doc = client.json("POST", "/v1/jobs", ECHO)
+            if status != 202:
+                raise RuntimeError(f"{side}: POST /v1/jobs answered {status}: {doc}")
+            return doc["id"]
+
+        return post
+
+    def read(self, side: str) -> Read:
+        """A reader for one thread: the side's GET ?wait=N (repeated only if it answers before the
+        job is done), or plain Celery's ``result.get()`` on a client of this thread's own."""
+        if side == CELERY:
+            app = self.run.harness.baseline_client()
+            with self._lock:
+                self._celery_clients.append(app)
+
+            def get(job_id: str) -> int:
+                app.AsyncResult(job_id).get(timeout=READ_TIMEOUT)
+                return 1
+
+            return get
+        url, headers = self.urls[side]
+        client = Http(url, headers)
+        path = f"/v1/jobs/{{}}?wait={self.run.config.wait_seconds}"
+
+        def read(job_id: str) -> int:
+            deadline = time.monotonic() + READ_TIMEOUT
+            for reads in itertools.count(1):
+                status, doc = client.json("GET", path.format(job_id))
+                if status != 200:
+                    raise RuntimeError(f"{side}: GET /v1/jobs/{job_id} answered {status}: {doc}")
+                if doc["status"] == DONE[side]:
+                    return reads
+                if doc["status"] == FAILED[side] or time.monotonic() > deadline:
+                    raise RuntimeError(f"{side}: job {job_id} not done: {doc}")
+            raise AssertionError("unreachable")
+
+        return read
 
     def close(self) -> None:
-        for app in self.apps:
+        for app in self._celery_clients:
             app.close()
 
 
-def _latencies(samples: int, post: Any, wait: Any) -> list[float]:
+def _latencies(samples: int, post: Post, read: Read) -> list[float]:
     values = []
     for _ in range(samples):
         started = time.perf_counter()
-        wait(post())
+        read(post())
         values.append((time.perf_counter() - started) * 1000)
     return values
 
 
-@dataclass
-class Rounds:
-    """Per round: burst seconds, API + worker CPU per job, GETs per job, server ops per job, and
-    the latencies of one job at a time."""
-
-    seconds: list[float] = field(default_factory=list)
-    cpu_ms: list[float] = field(default_factory=list)
-    reads: list[float] = field(default_factory=list)
-    server_ops: list[float] = field(default_factory=list)
-    latencies: list[list[float]] = field(default_factory=list)
-
-
-def _burst(run: Run, rounds: Rounds, processes: tuple[Child | None, ...], post: Any, read: Any) -> None:
+def _burst(run: Run, sides: Sides, side: str, tally: Tally) -> None:
     h, jobs = run.harness, run.config.e2e_jobs
+    sides.only(side)
     h.clear_jobs()
     burst = Burst(jobs, run.config.e2e_concurrency)
-    ops, cpu = server_ops(h.db), group_cpu_seconds(*processes)
-    rounds.seconds.append(burst.run(post, read))
-    rounds.cpu_ms.append((group_cpu_seconds(*processes) - cpu) * 1000 / jobs)
-    rounds.server_ops.append(sum((server_ops(h.db) - ops).values()) / jobs)
-    rounds.reads.append(burst.reads / jobs)
+    with run.meter.window(sides.groups(side), platform=side == PLATFORM) as cost:
+        burst.run(lambda: sides.post(side), lambda: sides.read(side))
+    extra = {"reads": burst.reads / jobs}
+    if side == PLATFORM:
+        extra["mongo_bytes"] = h.ledger_bytes() / jobs
+    tally.add(cost, jobs, **extra)
 
 
-def measure(run: Run) -> tuple[Rounds, Rounds]:
-    """Bursts and single-job latencies, platform and baseline in turn, round by round."""
+def _steps(run: Run, sides: Sides) -> dict[str, dict[str, Tally]]:
+    """Per step (enqueue, run, read) and side, one window over ``step_jobs`` jobs taken one by one."""
+    h, meter, n = run.harness, run.meter, run.config.step_jobs
+    steps: dict[str, dict[str, Tally]] = {step: {} for step in ("enqueue", "run", "read")}
+    for side in STEP_SIDES:
+        platform = side == PLATFORM
+        sides.only(None)
+        h.clear_jobs()
+        keys_before = meter.keys(PLATFORM_DB)
+        post = sides.post(side)
+        with meter.window(sides.groups(side), platform=platform) as cost:
+            ids = [post() for _ in range(n)]
+        steps["enqueue"][side] = _one(cost, n)
+        with meter.window(sides.groups(side), platform=platform) as cost:
+            sides.only(side)
+            _drained(run, side, ids, keys_before)
+        sides.only(None)
+        steps["run"][side] = _one(cost, n)
+        for reader in (side, CELERY_ROUTE) if side == CELERY else (side,):
+            read = sides.read(reader)
+            with meter.window(sides.groups(side), platform=platform) as cost:
+                for job_id in ids:
+                    read(job_id)
+            steps["read"][reader] = _one(cost, n)
+    return steps
+
+
+def _drained(run: Run, side: str, ids: list[str], keys_before: int) -> None:
+    """Wait until the side's worker is done with ``ids``: for the platform, every job succeeded in
+    the ledger and every message acked (its Redis database back to the keys it had before the
+    enqueue); for plain Celery, every result stored. The probes count as none of the sides'
+    commands: the bench's MongoDB client is not the platform's, and INFO is left out."""
+    h, meter = run.harness, run.meter
+    n = len(ids)
+    if side == PLATFORM:
+        wait_for(
+            lambda: h.db["jobs"].count_documents({"_id": {"$in": ids}, "status": "succeeded"}) == n,
+            timeout=READ_TIMEOUT,
+            what="step jobs succeeded",
+            interval=0.02,
+        )
+        wait_for(
+            lambda: meter.keys(PLATFORM_DB) <= keys_before,
+            timeout=READ_TIMEOUT,
+            what="step messages acked",
+            interval=0.02,
+        )
+        return
+    wait_for(
+        lambda: meter.keys(BASELINE_BACKEND_DB) >= n, timeout=READ_TIMEOUT, what="step results", interval=0.02
+    )
+
+
+def _one(cost: Cost, jobs: int) -> Tally:
+    tally = Tally()
+    tally.add(cost, jobs)
+    return tally
+
+
+def measure(run: Run) -> tuple[dict[str, Tally], dict[str, list[list[float]]], dict[str, dict[str, Tally]]]:
+    """Bursts and single-job latencies, every side in turn, round by round; then the steps."""
     h, config = run.harness, run.config
-    workers = h.parallel(
+    platform_worker, beat, celery_worker, dramatiq_worker = h.parallel(
         lambda: h.platform_worker(
             "worker-e2e", queues="default", pool="prefork", concurrency=config.worker_concurrency
         ),
-        lambda: h.baseline_worker("baseline-worker-e2e", ["-c", str(config.worker_concurrency)]),
+        h.platform_beat,
+        lambda: h.baseline_worker(
+            "baseline-worker-e2e", pool="prefork", concurrency=config.worker_concurrency
+        ),
+        lambda: h.dramatiq_worker("dramatiq-worker-e2e", processes_=config.worker_concurrency, threads=1),
     )
-    platform, baseline = Rounds(), Rounds()
-    readers = BaselineReaders(run)
-    baseline_wait = readers()
+    sides = Sides(
+        run,
+        {
+            PLATFORM: [platform_worker, beat],
+            CELERY: [celery_worker],
+            CELERY_ROUTE: [celery_worker],
+            DRAMATIQ: [dramatiq_worker],
+        },
+    )
+    tallies = {side: Tally() for side in SIDES}
+    latencies: dict[str, list[list[float]]] = {side: [] for side in SIDES}
     try:
-        # Warm-up: every pool process has run a job, every connection is open.
-        Burst(20, config.e2e_concurrency).run(
-            lambda: _platform_post(run), lambda: _platform_read(run, config.burst_poll_interval)
-        )
-        Burst(20, config.e2e_concurrency).run(lambda: _baseline_post(run), readers)
+        for side in SIDES:  # warm-up: every pool process has run a job, every connection is open
+            sides.only(side)
+            Burst(20, config.e2e_concurrency).run(
+                functools.partial(sides.post, side), functools.partial(sides.read, side)
+            )
         for n in range(config.rounds):
-            _burst(
-                run,
-                platform,
-                (h.api_child, workers[0]),
-                lambda: _platform_post(run),
-                lambda: _platform_read(run, config.burst_poll_interval),
-            )
-            _burst(run, baseline, (h.baseline_api_child, workers[1]), lambda: _baseline_post(run), readers)
-            h.clear_jobs()
-            platform.latencies.append(
-                _latencies(
-                    config.latency_samples, _platform_post(run), _platform_read(run, config.poll_interval)
-                )
-            )
-            baseline.latencies.append(_latencies(config.latency_samples, _baseline_post(run), baseline_wait))
+            for side in SIDES:
+                _burst(run, sides, side, tallies[side])
+            for side in SIDES:
+                sides.only(side)
+                h.clear_jobs()
+                latencies[side].append(_latencies(config.latency_samples, sides.post(side), sides.read(side)))
             run.log(
-                f"end-to-end round {n + 1}",
-                platform=f"{config.e2e_jobs / platform.seconds[-1]:.0f} jobs/s",
-                baseline=f"{config.e2e_jobs / baseline.seconds[-1]:.0f} jobs/s",
-                p50=f"{statistics.median(platform.latencies[-1]):.1f}/"
-                f"{statistics.median(baseline.latencies[-1]):.1f} ms",
+                f"end-to-end round {n + 1} jobs/s, p50 ms",
+                **{
+                    side: f"{tallies[side].rate()[-1]:.0f}, {statistics.median(latencies[side][-1]):.1f}"
+                    for side in SIDES
+                },
             )
+        steps = _steps(run, sides)
     finally:
-        readers.close()
-        for worker in workers:
-            h.stop(worker)
+        sides.close()
+        h.resume(*sides.everything)
+        for child in (platform_worker, beat, celery_worker, dramatiq_worker):
+            h.stop(child)
         h.clear_jobs()
-    return platform, baseline
+    return tallies, latencies, steps
 
 
 def run(run: Run) -> Scenario:
-    h, config = run.harness, run.config
+    config = run.config
     jobs = config.e2e_jobs
     scenario = Scenario("end_to_end", "2. End to end, trivial jobs")
-    platform, baseline = measure(run)
-
-    reads_per_job = statistics.median(platform.reads)
-    replica = Monitored.open(h.settings_on(DEAD_PLATFORM_DB), h.redis(DEAD_PLATFORM_DB))
-    try:
-        everything, critical = echo_lifecycle(replica, jobs, round(reads_per_job))
-    finally:
-        replica.close()
-        h.clear_jobs()
-    m_job = everything.seconds / jobs
-    m_critical = critical.seconds / jobs
-    owns = [
-        own_rate(jobs, t, m_job, cpu / 1000, CPUS)
-        for t, cpu in zip(platform.seconds, platform.cpu_ms, strict=True)
-    ]
-
+    tallies, latencies, steps = measure(run)
+    label = f"{jobs} jobs"
     scenario.add(
         Metric(
-            "throughput",
-            f"{jobs} jobs, enqueue → result readable",
+            "burst.rate",
+            f"{label}, enqueue → result read",
             "jobs/s",
             "higher",
-            platform=[jobs / t for t in platform.seconds],
-            own=[own[0] for own in owns],
-            baseline=[jobs / t for t in baseline.seconds],
+            {side: tally.rate() for side, tally in tallies.items()},
+            reference=CELERY_ROUTE,
             how=f"{config.e2e_concurrency} threads post while {config.e2e_concurrency} read each job back "
-            f"(platform: GET /v1/jobs/{{id}} every {config.burst_poll_interval * 1000:g} ms until succeeded; "
-            "baseline: AsyncResult.get()); own = jobs / (time - jobs x MongoDB time per job of the "
-            f"replica), at most {CPUS} CPUs / API + worker CPU per job",
+            f"(platform, celery-route, dramatiq: GET /v1/jobs/{{id}}?wait={config.wait_seconds}, again only "
+            "if it answered before the job was done; celery: result.get())",
         )
     )
     scenario.add(
         Metric(
-            "cpu",
-            f"{jobs} jobs: API + worker CPU per job",
-            "ms",
+            "burst.reads",
+            f"{label}: GET requests per job",
+            "requests",
             "lower",
-            platform=platform.cpu_ms,
-            baseline=baseline.cpu_ms,
-            how="user+system CPU of the gunicorn and celery process groups (/proc) over the burst / jobs; "
-            "the MongoDB server's CPU is not in it, the driver's is",
+            {side: tally.extra["reads"] for side, tally in tallies.items() if side != CELERY},
+            reference=CELERY_ROUTE,
+        )
+    )
+    groups = {"API": ("api",), "worker": ("worker",), "beat": ("beat",), "API + worker": ("api", "worker")}
+    for metric in cost_metrics(
+        "burst", label, tallies, groups, mongo_sides=(PLATFORM,), reference=CELERY_ROUTE
+    ):
+        scenario.add(metric)
+    scenario.add(
+        Metric(
+            "burst.mongo_bytes",
+            f"{label}: bytes stored in MongoDB per job",
+            "B",
+            "lower",
+            {PLATFORM: tallies[PLATFORM].extra["mongo_bytes"]},
+            reference=None,
+            how="BSON size of the ledger documents the burst left, results included (the peers keep "
+            "their results in Redis: counted in the bytes sent to Redis)",
         )
     )
     for pct, fraction in (("p50", 0.5), ("p99", 0.99)):
         scenario.add(
             Metric(
-                f"latency.{pct}",
+                f"one.{pct}",
                 f"one job at a time, {pct}",
                 "ms",
                 "lower",
-                platform=[percentile(r, fraction) for r in platform.latencies],
-                own=[max(percentile(r, fraction) - m_critical * 1000, 0.0) for r in platform.latencies],
-                baseline=[percentile(r, fraction) for r in baseline.latencies],
-                how=f"{config.latency_samples} sequential jobs per round: POST, then (platform) GET every "
-                f"{config.poll_interval * 1000:g} ms until succeeded, (baseline) result.get(); own = latency - "
-                "MongoDB time of the "
-                "critical path (insert, start, succeed, one read) of the replica",
+                {side: [percentile(r, fraction) for r in rounds] for side, rounds in latencies.items()},
+                how=f"{config.latency_samples} sequential jobs per round: POST, then the read of the burst "
+                "(one GET ?wait, or result.get())",
             )
         )
-    scenario.mongo.append(
-        {
-            "path": "enqueue + worker + reads",
-            **per_job(everything, jobs),
-            "criticalPathMsPerJob": m_critical * 1000,
-            "readsPerJob": reads_per_job,
-            "serverOpsPerJob": statistics.median(platform.server_ops),
-            "how": f"in-process replica per job: mwap.enqueue.enqueue, ledger.start, ledger.succeed and "
-            f"{round(reads_per_job)} ledger.get (the median GETs per job of the bursts); server ops: "
-            "serverStatus opcounters around each platform burst (API and worker together)",
-        }
-    )
-    share = statistics.median(m_job * jobs / t for t in platform.seconds)
-    _targets(run, scenario, caveat(share, sum(bound for _, bound in owns), len(owns)))
-    scenario.notes.append(
-        "every platform result is persisted in the ledger and read back through the API; the "
-        "baseline's result lives in Redis"
-    )
+    for step, by_side in steps.items():
+        for metric in cost_metrics(
+            f"step.{step}",
+            f"step {step}, {config.step_jobs} jobs one by one",
+            by_side,
+            {},
+            mongo_sides=(PLATFORM,) if PLATFORM in by_side else (),
+        ):
+            metric.zero_ok = True  # a step may send no command of a kind at all
+            scenario.add(metric)
+    scenario.notes += [
+        "every platform result is persisted in the ledger and read back through the API; plain "
+        "Celery's and Dramatiq's results live in Redis",
+        "steps: enqueue = the POSTs with the side's worker and beat frozen; run = the worker draining "
+        "them (done when every result is stored and, for the platform, every message acked); read = "
+        "each finished job read once (celery: result.get(); celery-route and platform: GET ?wait, "
+        "answered at once). The burst's reads wait for running jobs (a pub/sub subscription each), "
+        "so the steps need not add up to the burst",
+        "a frozen worker's blocking BRPOP already at Redis may time out inside another side's window: "
+        "at most one command per frozen worker per window",
+    ]
     return scenario
-
-
-def _targets(run: Run, scenario: Scenario, caveat_of_own: tuple[str, bool]) -> None:
-    basis = run.basis
-    throughput = scenario.metric("throughput")
-    values = throughput.own if basis == "own" else throughput.platform
-    ratio = statistics.median(values) / statistics.median(throughput.baseline)
-    raw = statistics.median(throughput.platform) / statistics.median(throughput.baseline)
-    cpu = scenario.metric("cpu")
-    cpu_ratio = statistics.median(cpu.platform) / statistics.median(cpu.baseline)
-    scenario.targets.append(
-        Target(
-            "end-to-end jobs/s: platform / baseline",
-            ">= 1",
-            basis,
-            ratio,
-            ratio >= 1,
-            f"raw ratio {raw:.2f}; {caveat_of_own[0]}; API + worker CPU per job platform / baseline {cpu_ratio:.2f}",
-            uncertain=caveat_of_own[1] and basis == "own",
-        )
-    )
-    p50 = scenario.metric("latency.p50")
-    values = p50.own if basis == "own" else p50.platform
-    ratio = statistics.median(values) / statistics.median(p50.baseline)
-    raw = statistics.median(p50.platform) / statistics.median(p50.baseline)
-    scenario.targets.append(
-        Target(
-            "one job p50 latency: platform / baseline result.get()",
-            "<= 1",
-            basis,
-            ratio,
-            ratio <= 1,
-            f"raw ratio {raw:.2f}",
-        )
-    )

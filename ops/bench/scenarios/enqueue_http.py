@@ -1,62 +1,29 @@
 """1. Enqueue over HTTP: ``POST /v1/jobs`` and ``POST /v1/jobs/batch`` under gunicorn, loaded by a
-separate process, against the baseline's Flask route calling ``apply_async``.
+separate process, against plain Celery's Flask route calling ``apply_async`` and Dramatiq's
+calling ``send`` (each with a naive batch route looping over the items).
 
-No worker consumes during the loads (both sides only enqueue); the ledger and the queues are
-emptied before each load so every round starts from the same state. After each platform load
-the in-process replica enqueues the same number of jobs into an emptied ledger: its MongoDB
-time is what the API spent inside MongoDB during that load.
+No worker runs (every side only enqueues); the ledger and the queues are emptied before each
+load so that every round starts from the same state. Each load is one measurement window: the
+loader's rate and latencies, the API's CPU, Redis and MongoDB commands, bytes.
 """
 
 import json
-import os
-import statistics
-from dataclasses import dataclass
 from typing import Any
 
 from ops.bench.config import Run
-from ops.bench.harness import DEAD_PLATFORM_DB, group_cpu_seconds, run_loader
-from ops.bench.mongo import Usage, per_job, server_ops
-from ops.bench.replica import ECHO_PARAMS, Monitored, enqueue_echo
-from ops.bench.results import Metric, Scenario, Target, caveat, own_rate
+from ops.bench.harness import run_loader
+from ops.bench.producer import ECHO_PARAMS
+from ops.bench.results import Metric, Scenario, Tally, cost_metrics
+from ops.bench.sides import CELERY, DRAMATIQ, PLATFORM
+from ops.processes import Child
 
 KINDS = ("single", "batch")
-CPUS = len(os.sched_getaffinity(0))
-
-
-@dataclass
-class Load:
-    """One load of one endpoint: the loader's result and what it cost per job."""
-
-    result: dict[str, Any]
-    jobs: int
-    cpu_ms_per_job: float
-    server_ops_per_job: float | None = None
-    mongo: Usage | None = None
-
-    def own(self) -> tuple[float, bool]:
-        """Jobs per second with the load's MongoDB time (from the replica) taken out, within the
-        CPU bound; and whether the bound set it."""
-        assert self.mongo is not None
-        return own_rate(
-            self.jobs,
-            self.result["seconds"],
-            self.mongo.seconds / self.jobs,
-            self.cpu_ms_per_job / 1000,
-            CPUS,
-        )
+SIDES = (PLATFORM, CELERY, DRAMATIQ)
 
 
 def _body(batch: int) -> str:
     job = {"type": "system.echo", "params": {}}
     return json.dumps({"jobs": [job] * batch} if batch > 1 else job)
-
-
-def batch_unavailable(run: Run) -> str | None:
-    """Why ``POST /v1/jobs/batch`` cannot be measured, or None when it answers 202."""
-    status, body = run.harness.api().json("POST", "/v1/jobs/batch", {"jobs": [{"type": "system.echo"}]})
-    if status == 202:
-        return None
-    return f"POST /v1/jobs/batch answered {status}: {json.dumps(body)[:200]}"
 
 
 def _run_loader(run: Run, url: str, body: str, headers: dict[str, str], seconds: float) -> dict[str, Any]:
@@ -82,183 +49,102 @@ def _run_loader(run: Run, url: str, body: str, headers: dict[str, str], seconds:
     return result
 
 
-def platform_load(run: Run, replica: Monitored, path: str, batch: int) -> Load:
+def _side(run: Run, side: str) -> tuple[str, dict[str, str], Child | None]:
     h = run.harness
-    h.clear_jobs()
-    ops, cpu = server_ops(h.db), group_cpu_seconds(h.api_child)
-    result = _run_loader(run, h.api_url + path, _body(batch), h.admin_headers, run.config.http_seconds)
-    jobs = result["requests"] * batch
-    load = Load(
-        result,
-        jobs,
-        (group_cpu_seconds(h.api_child) - cpu) * 1000 / jobs,
-        sum((server_ops(h.db) - ops).values()) / jobs,
-    )
-    h.clear_jobs()
-    load.mongo = enqueue_echo(replica, jobs, batch)
-    h.clear_jobs()
-    return load
+    return {
+        PLATFORM: (h.api_url, h.admin_headers, h.api_child),
+        CELERY: (h.baseline_url, {}, h.baseline_api_child),
+        DRAMATIQ: (h.dramatiq_url, {}, h.dramatiq_api_child),
+    }[side]
 
 
-def baseline_load(run: Run, path: str, batch: int) -> Load:
+def load(run: Run, side: str, path: str, batch: int, tally: Tally) -> dict[str, Any]:
+    """One load of one side's endpoint, measured; the loader's result."""
     h = run.harness
+    url, headers, api = _side(run, side)
     h.clear_jobs()
-    cpu = group_cpu_seconds(h.baseline_api_child)
-    result = _run_loader(run, h.baseline_url + path, _body(batch), {}, run.config.http_seconds)
+    with run.meter.window({"api": api}, platform=side == PLATFORM) as cost:
+        result = _run_loader(run, url + path, _body(batch), headers, run.config.http_seconds)
     jobs = result["requests"] * batch
-    return Load(result, jobs, (group_cpu_seconds(h.baseline_api_child) - cpu) * 1000 / jobs)
+    # The loader's own clock: requests in flight at its deadline finish and count.
+    cost.seconds = result["seconds"]
+    extra = {"p50": result["latencyMs"]["p50"], "p99": result["latencyMs"]["p99"]}
+    if side == PLATFORM:
+        extra["mongo_bytes"] = h.ledger_bytes() / jobs
+    tally.add(cost, jobs, **extra)
+    h.clear_jobs()
+    return result
 
 
 def run(run: Run) -> Scenario:
     h, config = run.harness, run.config
     scenario = Scenario("enqueue_http", "1. Enqueue over HTTP")
-    skipped = batch_unavailable(run)
     sizes = {"single": ("/v1/jobs", 1), "batch": ("/v1/jobs/batch", config.batch_size)}
-    kinds = [kind for kind in KINDS if not (kind == "batch" and skipped)]
-    for kind in kinds:  # warm-up: connections, imports, first-request work
+    for kind in KINDS:  # warm-up: connections, imports, first-request work
         path, batch = sizes[kind]
-        _run_loader(run, h.api_url + path, _body(batch), h.admin_headers, 0.2)
-        _run_loader(run, h.baseline_url + path, _body(batch), {}, 0.2)
-    loads: dict[str, list[Load]] = {f"{side}-{kind}": [] for side in "pb" for kind in KINDS}
-    replica = Monitored.open(h.settings_on(DEAD_PLATFORM_DB), h.redis(DEAD_PLATFORM_DB))
+        for side in SIDES:
+            url, headers, _ = _side(run, side)
+            _run_loader(run, url + path, _body(batch), headers, 0.2)
+    tallies = {kind: {side: Tally() for side in SIDES} for kind in KINDS}
+    loaders: set[str] = set()
     try:
         for n in range(config.rounds):
-            for kind in kinds:
+            for kind in KINDS:
                 path, batch = sizes[kind]
-                platform = platform_load(run, replica, path, batch)
-                baseline = baseline_load(run, path, batch)
-                loads[f"p-{kind}"].append(platform)
-                loads[f"b-{kind}"].append(baseline)
-                run.log(
-                    f"enqueue {kind} round {n + 1}",
-                    platform=f"{platform.jobs / platform.result['seconds']:.0f} jobs/s",
-                    own=f"{platform.own()[0]:.0f}",
-                    baseline=f"{baseline.jobs / baseline.result['seconds']:.0f} jobs/s",
-                )
+                rates = {}
+                for side in SIDES:
+                    result = load(run, side, path, batch, tallies[kind][side])
+                    loaders.add(result["loader"])
+                    rates[side] = f"{tallies[kind][side].rate()[-1]:.0f}"
+                run.log(f"enqueue {kind} round {n + 1} jobs/s", **rates)
     finally:
-        replica.close()
         h.clear_jobs()
 
-    for kind in kinds:
-        _metrics(scenario, kind, loads[f"p-{kind}"], loads[f"b-{kind}"], sizes[kind])
-    if skipped:
-        scenario.add(Metric("batch.jobs_per_s", "POST /v1/jobs/batch", "jobs/s", "higher", skipped=skipped))
-        scenario.notes.append(f"batch skipped: {skipped}")
-    _targets(run, scenario, skipped, loads)
+    for kind in KINDS:
+        _metrics(scenario, kind, sizes[kind], tallies[kind])
     scenario.notes += [
-        f"params stored per job: {json.dumps(ECHO_PARAMS)}; loader: {loads['p-single'][0].result['loader']} "
-        f"(batches: {loads['p-batch'][0].result['loader'] if loads['p-batch'] else '-'}), "
+        f"params stored per job: {json.dumps(ECHO_PARAMS)}; loader: {', '.join(sorted(loaders))}; "
         f"{config.http_concurrency} connections ({config.batch_concurrency} for batches), "
-        f"{config.http_seconds:g}s per load; no worker consumes",
-        "latency under load is shown raw only: on the stand-in it is mostly waiting for other "
-        "requests' MongoDB commands, which no subtraction of one request's own MongoDB time removes",
+        f"{config.http_seconds:g}s per load; no worker runs",
+        "plain Celery and Dramatiq: the same JSON bodies to their own Flask routes under gunicorn with the "
+        "platform API's workers and threads; their batch routes loop over the items",
     ]
     return scenario
 
 
-def _metrics(scenario: Scenario, kind: str, p: list[Load], b: list[Load], size: tuple[str, int]) -> None:
+def _metrics(scenario: Scenario, kind: str, size: tuple[str, int], tallies: dict[str, Tally]) -> None:
     path, batch = size
     label = f"POST {path}" if batch == 1 else f"POST {path} ({batch} jobs)"
-    if batch == 1:
-        rate = Metric("single.rps", label, "req/s", "higher")
-        rate.how = (
-            "separate loader process, keep-alive connections, 2xx answers per second; own = requests / "
-            "(time - MongoDB time of the replica enqueueing as many jobs into an emptied ledger), at most "
-            f"{CPUS} CPUs / API CPU per request"
+    scenario.add(
+        Metric(
+            f"{kind}.rate",
+            label,
+            "req/s" if batch == 1 else "jobs/s",
+            "higher",
+            {side: tally.rate() for side, tally in tallies.items()},
+            how="separate loader process, keep-alive connections; 2xx answers (x jobs per answer) per second",
         )
-    else:
-        rate = Metric("batch.jobs_per_s", label, "jobs/s", "higher")
-        rate.how = "baseline: the same body to a route looping apply_async per item"
-    rate.platform = [load.jobs / load.result["seconds"] for load in p]
-    rate.own = [load.own()[0] for load in p]
-    rate.baseline = [load.jobs / load.result["seconds"] for load in b]
-    scenario.add(rate)
+    )
     for pct in ("p50", "p99"):
         scenario.add(
             Metric(
                 f"{kind}.{pct}",
-                f"{label} {pct} under load",
+                f"{label}: {pct} under load",
                 "ms",
                 "lower",
-                platform=[load.result["latencyMs"][pct] for load in p],
-                baseline=[load.result["latencyMs"][pct] for load in b],
+                {side: tally.extra[pct] for side, tally in tallies.items()},
             )
         )
+    for metric in cost_metrics(kind, label, tallies, {"API": ("api",)}, mongo_sides=(PLATFORM,)):
+        scenario.add(metric)
     scenario.add(
         Metric(
-            f"{kind}.cpu",
-            f"{label}: API CPU per job",
-            "ms",
+            f"{kind}.mongo_bytes",
+            f"{label}: bytes stored in MongoDB per job",
+            "B",
             "lower",
-            platform=[load.cpu_ms_per_job for load in p],
-            baseline=[load.cpu_ms_per_job for load in b],
-            how="user+system CPU of the gunicorn master and workers (/proc) over the load ÷ jobs; the "
-            "MongoDB server's CPU is not in it, the driver's is",
-        )
-    )
-    usage = sum((load.mongo for load in p if load.mongo is not None), Usage.zero())
-    scenario.mongo.append(
-        {
-            "path": label,
-            **per_job(usage, sum(load.jobs for load in p)),
-            "serverOpsPerJob": statistics.median(load.server_ops_per_job or 0.0 for load in p),
-            "how": f"in-process replica after each platform load: mwap.enqueue.enqueue of as many jobs, "
-            f"{batch} per call, into an emptied ledger, pymongo command monitoring; server ops: "
-            "serverStatus opcounters around each platform load",
-        }
-    )
-
-
-def mongo_share(loads: list[Load]) -> float:
-    """The median share of a platform load's time that its replica spent inside MongoDB."""
-    return statistics.median(
-        (load.mongo.seconds if load.mongo else 0.0) / load.result["seconds"] for load in loads
-    )
-
-
-def _caveat(loads: list[Load]) -> tuple[str, bool]:
-    return caveat(mongo_share(loads), sum(load.own()[1] for load in loads), len(loads))
-
-
-def _targets(run: Run, scenario: Scenario, skipped: str | None, loads: dict[str, list[Load]]) -> None:
-    basis = run.basis
-    single = scenario.metric("single.rps")
-    baseline_rate = statistics.median(single.baseline)
-    value = statistics.median(single.own if basis == "own" else single.platform) / baseline_rate
-    cpu = scenario.metric("single.cpu")
-    text, uncertain = _caveat(loads["p-single"])
-    scenario.targets.append(
-        Target(
-            "enqueue single: platform req/s / baseline req/s",
-            ">= 0.7",
-            basis,
-            value,
-            value >= 0.7,
-            f"raw ratio {statistics.median(single.platform) / baseline_rate:.2f}; {text}; API CPU per "
-            f"request platform / baseline {statistics.median(cpu.platform) / statistics.median(cpu.baseline):.2f}",
-            uncertain=uncertain and basis == "own",
-        )
-    )
-    name = "enqueue batch: platform jobs/s / baseline single-route jobs/s"
-    if skipped:
-        scenario.targets.append(Target(name, ">= 5", basis, None, None, skipped))
-        return
-    batch = scenario.metric("batch.jobs_per_s")
-    chosen = statistics.median(batch.own if basis == "own" else batch.platform)
-    value = chosen / baseline_rate
-    cpu = scenario.metric("batch.cpu")
-    single_cpu = statistics.median(scenario.metric("single.cpu").baseline)
-    text, uncertain = _caveat(loads["p-batch"])
-    scenario.targets.append(
-        Target(
-            name,
-            ">= 5",
-            basis,
-            value,
-            value >= 5,
-            f"raw ratio {statistics.median(batch.platform) / baseline_rate:.2f}; {text}; against the "
-            f"baseline's looping batch route {chosen / statistics.median(batch.baseline):.2f}; API CPU per "
-            f"job: baseline single route / platform batch {single_cpu / statistics.median(cpu.platform):.2f}",
-            uncertain=uncertain and basis == "own",
+            {PLATFORM: tallies[PLATFORM].extra["mongo_bytes"]},
+            reference=None,
+            how="BSON size of the ledger documents the load left (the other sides store nothing in MongoDB)",
         )
     )

@@ -1,21 +1,22 @@
 """5. Memory: RSS of a worker's pool process after 10,000 jobs against after 1,000 (``--quick``:
-1,000 against 200), for the platform's prefork worker and the baseline's, one pool process each
-so that one process runs every job.
+1,000 against 200), for the platform's prefork worker and plain Celery's, one pool process each
+so that one process runs every job; and what each job cost meanwhile.
 
-Jobs go in chunks, alternating between the two sides; a platform chunk's ledger documents are
-deleted once final (the stand-in's inserts slow down with the collection's size, and the
+Jobs go in chunks sent from the bench process, alternating between the two sides, each chunk a
+measurement window with the other side's worker frozen. A side's chunk is done when every job
+succeeded in the ledger (platform) or every result is stored (plain Celery, counted with INFO
+keyspace): the bench reads no result through either side. Between chunks the ledger documents
+and stored results go (the stand-in's inserts slow down with the collection's size, and the
 worker's memory does not depend on them).
 """
-
-import time
 
 from celery import Celery
 
 from ops.bench.config import Run
-from ops.bench.harness import DEAD_PLATFORM_DB, child_pids, rss_kib
-from ops.bench.mongo import per_job, server_ops
-from ops.bench.replica import Monitored, echo_chunk, echo_request
-from ops.bench.results import Metric, Scenario, Target
+from ops.bench.harness import BASELINE_BACKEND_DB, child_pids, rss_kib
+from ops.bench.producer import Producer, echo_request
+from ops.bench.results import Metric, Scenario, Tally, cost_metrics
+from ops.bench.sides import CELERY, PLATFORM
 from ops.processes import Child, wait_for
 
 
@@ -27,28 +28,30 @@ def pool_rss(worker: Child) -> int:
     return rss_kib(children[0])
 
 
-def platform_chunk(run: Run, producer: Monitored, jobs: int) -> float:
+def platform_chunk(run: Run, producer: Producer, worker: Child, jobs: int, tally: Tally) -> None:
     db = run.harness.db
-    started = time.perf_counter()
-    ids = [job["_id"] for job in producer.enqueue([echo_request() for _ in range(jobs)])]
-    wait_for(
-        lambda: db["jobs"].count_documents({"_id": {"$in": ids}, "status": "succeeded"}) == len(ids),
-        timeout=600,
-        what="memory chunk",
-        interval=0.05,
-    )
-    seconds = time.perf_counter() - started
-    db["jobs"].delete_many({"_id": {"$in": ids}})
-    return seconds
+    with run.meter.window({"worker": worker}, platform=True, local=producer.stats) as cost:
+        ids = [job["_id"] for job in producer.enqueue([echo_request() for _ in range(jobs)])]
+        wait_for(
+            lambda: db["jobs"].count_documents({"_id": {"$in": ids}, "status": "succeeded"}) == len(ids),
+            timeout=600,
+            what="memory chunk",
+            interval=0.05,
+        )
+    tally.add(cost, jobs)
 
 
-def baseline_chunk(app: Celery, jobs: int) -> float:
-    started = time.perf_counter()
-    results = [app.send_task("baseline.echo", args=[{}]) for _ in range(jobs)]
-    for result in results:
-        result.get(timeout=600)
-        result.forget()
-    return time.perf_counter() - started
+def baseline_chunk(run: Run, app: Celery, worker: Child, jobs: int, tally: Tally) -> None:
+    with run.meter.window({"worker": worker}) as cost:
+        for _ in range(jobs):
+            app.send_task("baseline.echo", args=[{}])
+        wait_for(
+            lambda: run.meter.keys(BASELINE_BACKEND_DB) >= jobs,
+            timeout=600,
+            what="baseline memory chunk",
+            interval=0.05,
+        )
+    tally.add(cost, jobs)
 
 
 def run(run: Run) -> Scenario:
@@ -61,45 +64,44 @@ def run(run: Run) -> Scenario:
     h.clear_jobs()
     platform_worker, baseline_worker = h.parallel(
         lambda: h.platform_worker("worker-memory", queues="default", pool="prefork", concurrency=1),
-        lambda: h.baseline_worker("baseline-worker-memory", ["-c", "1"]),
+        lambda: h.baseline_worker("baseline-worker-memory", pool="prefork", concurrency=1),
     )
-    producer = Monitored.open(h.settings, h.redis(0))
+    both = [platform_worker, baseline_worker]
+    producer = Producer.open(h.settings)
     app = h.baseline_client()
-    rss: dict[str, dict[int, int]] = {"platform": {}, "baseline": {}}
-    seconds: dict[str, float] = {"platform": 0.0, "baseline": 0.0}
-    ops_before = server_ops(h.db)
+    rss: dict[str, dict[int, int]] = {PLATFORM: {}, CELERY: {}}
+    tallies = {PLATFORM: Tally(), CELERY: Tally()}
     try:
         done = 0
         while done < late:
             size = min(chunk, late - done)
-            seconds["platform"] += platform_chunk(run, producer, size)
-            seconds["baseline"] += baseline_chunk(app, size)
+            h.clear_jobs()
+            h.run_only([platform_worker], both)
+            platform_chunk(run, producer, platform_worker, size, tallies[PLATFORM])
+            h.clear_jobs()
+            h.run_only([baseline_worker], both)
+            baseline_chunk(run, app, baseline_worker, size, tallies[CELERY])
             done += size
             if done in (early, late):
-                rss["platform"][done] = pool_rss(platform_worker)
-                rss["baseline"][done] = pool_rss(baseline_worker)
-                run.log(
-                    f"memory after {done} jobs",
-                    platform_kib=rss["platform"][done],
-                    baseline_kib=rss["baseline"][done],
-                )
-        ops = sum((server_ops(h.db) - ops_before).values())
+                rss[PLATFORM][done] = pool_rss(platform_worker)
+                rss[CELERY][done] = pool_rss(baseline_worker)
+                run.log(f"memory after {done} jobs KiB", **{side: rss[side][done] for side in rss})
     finally:
         producer.close()
         app.close()
+        h.resume(*both)
         h.stop(platform_worker)
         h.stop(baseline_worker)
         h.clear_jobs()
 
-    growth = {side: (values[late] - values[early]) / values[early] for side, values in rss.items()}
+    growth = {side: (values[late] - values[early]) / values[early] * 100 for side, values in rss.items()}
     scenario.add(
         Metric(
             "rss.early",
             f"pool process RSS after {early:,} jobs",
             "MiB",
             "lower",
-            platform=[rss["platform"][early] / 1024],
-            baseline=[rss["baseline"][early] / 1024],
+            {side: [values[early] / 1024] for side, values in rss.items()},
             how="VmRSS of the worker's only pool process (/proc/<pid>/status), concurrency 1",
         )
     )
@@ -109,60 +111,48 @@ def run(run: Run) -> Scenario:
             f"pool process RSS after {late:,} jobs",
             "MiB",
             "lower",
-            platform=[rss["platform"][late] / 1024],
-            baseline=[rss["baseline"][late] / 1024],
+            {side: [values[late] / 1024] for side, values in rss.items()},
         )
     )
     scenario.add(
         Metric(
-            "rss.growth",
+            f"rss.growth.{early}-{late}",
             f"RSS growth {early:,} → {late:,} jobs",
             "%",
             "lower",
-            platform=[growth["platform"] * 100],
-            baseline=[growth["baseline"] * 100],
+            {side: [value] for side, value in growth.items()},
+            reference=None,  # a ratio of two small percentages says nothing
+            zero_ok=True,
         )
     )
+    # One value per side: the whole run, every chunk's window added up.
+    totals = {side: _total(tally) for side, tally in tallies.items()}
     scenario.add(
         Metric(
-            "throughput",
+            "rate",
             f"{late:,} jobs through one pool process",
             "jobs/s",
             "higher",
-            platform=[late / seconds["platform"]],
-            baseline=[late / seconds["baseline"]],
-            how="enqueued in chunks of "
-            f"{chunk} from this process (mwap.enqueue.enqueue / send_task), waited for; not a throughput "
+            {side: tally.rate() for side, tally in totals.items()},
+            how=f"sent in chunks of {chunk} from the bench process, until done; not a throughput "
             "benchmark, shown for scale",
         )
     )
-    replica = Monitored.open(h.settings_on(DEAD_PLATFORM_DB), h.redis(DEAD_PLATFORM_DB))
-    try:
-        usage = echo_chunk(replica, chunk)
-    finally:
-        replica.close()
-        h.clear_jobs()
-    scenario.mongo.append(
-        {
-            "path": f"system.echo, enqueued {chunk} at a time",
-            **per_job(usage, chunk),
-            "serverOpsPerJob": ops / late,
-            "how": f"in-process replica of one chunk: mwap.enqueue.enqueue of {chunk} jobs, then "
-            "ledger.start and ledger.succeed of each; server ops: serverStatus opcounters over the "
-            "scenario (also the bench's waiting and clean-up reads and deletes)",
-        }
-    )
-    scenario.targets.append(
-        Target(
-            f"worker RSS growth {early:,} → {late:,} jobs",
-            "< 10%",
-            "raw",
-            growth["platform"] * 100,
-            growth["platform"] < 0.10,
-            f"baseline {growth['baseline'] * 100:.1f}%",
-        )
-    )
+    for metric in cost_metrics(
+        "all", f"{late:,} jobs", totals, {"worker": ("worker",)}, mongo_sides=(PLATFORM,)
+    ):
+        scenario.add(metric)
     scenario.notes.append(
-        f"one run per side, not rounds: chunks of {chunk} jobs alternate between the platform and the baseline"
+        f"one run per side, not rounds: chunks of {chunk} jobs alternate between the platform and "
+        "plain Celery; platform MongoDB commands include the bench's enqueue (role bench)"
     )
     return scenario
+
+
+def _total(tally: Tally) -> Tally:
+    total = Tally()
+    cost = tally.costs[0]
+    for more in tally.costs[1:]:
+        cost = cost + more
+    total.add(cost, sum(tally.jobs))
+    return total
