@@ -9,6 +9,7 @@ from redis import Redis
 
 from mwap import connections, notify
 from mwap.crypto import KeyRing
+from mwap.enqueue import BatchingPublisher
 from mwap.settings import Settings
 from mwap.store import Store
 from worker.app import publisher
@@ -55,8 +56,7 @@ def producer() -> Celery:
     return current_app.extensions["mwap_celery"]
 
 
-def publish(
-    task_name: str, job_id: str, queue: str, headers: dict[str, str], *, countdown: float | None = None
-) -> None:
-    """Send one job by name through the one publisher (``worker.app.publisher``)."""
-    publisher(producer())(task_name, job_id, queue, headers, countdown=countdown)
+def publish() -> BatchingPublisher:
+    """This app's one publisher (``worker.app.publisher``): sends a job by name, and holds a
+    request's messages to send them together (``batch``)."""
+    return publisher(producer())

@@ -171,7 +171,7 @@ def resolve(principal: Principal, targets: list[Target]) -> list[JobRequest]:
 def submit(requests: list[JobRequest]) -> list[Enqueued]:
     settings = context.settings()
     return enqueue(
-        context.db(), context.redis(), context.publish, requests, lease_ttl=leases.job_lease_ttl(settings)
+        context.db(), context.redis(), context.publish(), requests, lease_ttl=leases.job_lease_ttl(settings)
     )
 
 

@@ -2,13 +2,15 @@
 continuation, a worker's requeue and the reconciler's resends.
 
 For each request: take the job's lease (at most one open job per type and subject), write the
-ledger documents in one ``insert_many``, then publish one message per job carrying only its id.
+ledger documents in one ``insert_many``, then publish one message per job carrying only its id
+(several in one Redis round trip when the publisher can batch them).
 A request whose lease is held gets the job that holds it instead of a new one. Messages are sent
 by one ``Publisher`` (``worker.app.publisher``), always after the ledger write they point to.
 """
 
 import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +24,11 @@ from mwap.store import Document
 
 
 class Publisher(Protocol):
-    """Sends one job's message: by task name, the job id its only argument and its task id."""
+    """Sends one job's message: by task name, the job id its only argument and its task id.
+
+    A publisher may also have ``batch()`` (``BatchingPublisher``): ``enqueue`` then sends its messages
+    together when they are all written, in one round trip.
+    """
 
     def __call__(
         self,
@@ -33,6 +39,12 @@ class Publisher(Protocol):
         *,
         countdown: float | None = None,
     ) -> None: ...
+
+
+class BatchingPublisher(Publisher, Protocol):
+    """A publisher that can hold its messages and send them together (``worker.app.publisher``)."""
+
+    def batch(self) -> AbstractContextManager[None]: ...
 
 
 def _type(name: str) -> JobType:
@@ -137,13 +149,7 @@ def _enqueue_unique(
                     leases.release(redis, draft["leaseKey"], draft["_id"])
             raise
         # Publish only after the ledger write: the worker must find the document it is sent.
-        for n, draft in enumerate(new):
-            headers = {"requestId": draft["requestId"]} if draft.get("requestId") else {}
-            try:
-                publish(draft["type"], draft["_id"], draft["queue"], headers)
-            except Exception as error:
-                _abandon(db, redis, new[n:], error)
-                raise
+        _publish_all(db, redis, publish, new)
 
     results = []
     for i, draft in enumerate(drafts):
@@ -152,6 +158,37 @@ def _enqueue_unique(
         else:
             results.append(Enqueued(draft, created=True))
     return results
+
+
+def _publish_all(
+    db: Database[Document], redis: Redis, publish: Publisher, drafts: list[dict[str, Any]]
+) -> None:
+    """One message per draft: several are held and sent together when the publisher can batch,
+    else one by one. Jobs whose message may not have gone out are failed and their leases freed
+    (``_abandon``)."""
+
+    def send(draft: dict[str, Any]) -> None:
+        headers = {"requestId": draft["requestId"]} if draft.get("requestId") else {}
+        publish(draft["type"], draft["_id"], draft["queue"], headers)
+
+    batch = getattr(publish, "batch", None)
+    if batch is None or len(drafts) == 1:
+        for n, draft in enumerate(drafts):
+            try:
+                send(draft)
+            except Exception as error:
+                _abandon(db, redis, drafts[n:], error)
+                raise
+        return
+    try:
+        with batch():
+            for draft in drafts:
+                send(draft)
+    except Exception as error:
+        # None of them, or an unknown part, went out: all are failed (a message that did go out
+        # finds its job final and does nothing).
+        _abandon(db, redis, drafts, error)
+        raise
 
 
 def _claim_leases(

@@ -17,6 +17,11 @@ redis-py's ``Lock`` keeps its token in the acquiring object; for leases the owne
 dispatcher) and the one releasing (a worker) are different processes, so the two primitives are
 used directly: ``SET NX EX`` and a compare-and-delete script. Each script is registered once per
 client (``register_script``: EVALSHA, loading it again only if Redis answers NOSCRIPT).
+
+A delivery's end lets go of everything it held in one round trip (``let_go``: its execution lock,
+its tenant slot, the job's lease once the job is final, and the notice that it ended), and a slot
+is taken on Redis's own clock inside its script: a job costs the worker two Redis round trips of
+its own (three with a tenant slot), whatever it held.
 """
 
 import functools
@@ -45,14 +50,37 @@ if holder and string.sub(holder, 1, string.len(ARGV[1])) == ARGV[1] then return 
 return 0
 """
 # Counting semaphore: a sorted set of holders scored by expiry, so a dead holder's slot frees itself.
+# Redis's clock, read inside the script: every worker host agrees on it, and it costs no round trip.
 _SLOT_ACQUIRE = """
-local now = tonumber(ARGV[3])
+local time = redis.call('time')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 redis.call('zremrangebyscore', KEYS[1], '-inf', now)
 if redis.call('zscore', KEYS[1], ARGV[1]) or redis.call('zcard', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('zadd', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
-  redis.call('expire', KEYS[1], tonumber(ARGV[4]))
+  redis.call('zadd', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('expire', KEYS[1], tonumber(ARGV[3]))
   return 1
 end
+return 0
+"""
+# Everything a delivery lets go of at its end, in one call. KEYS[1..n] are compare-and-deleted
+# against ARGV[1+i] (n = ARGV[1]); KEYS[n+1..n+d] are deleted (d = ARGV[2+n]); KEYS[n+d+1..n+d+m]
+# are sorted sets losing member ARGV[3+n+j] (m = ARGV[3+n]); then, when ARGV[4+n+m] is not empty,
+# ARGV[5+n+m] is published on that channel.
+_LET_GO = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('get', KEYS[i]) == ARGV[1 + i] then redis.call('del', KEYS[i]) end
+end
+local d = tonumber(ARGV[2 + n])
+for i = 1, d do
+  redis.call('del', KEYS[n + i])
+end
+local m = tonumber(ARGV[3 + n])
+for j = 1, m do
+  redis.call('zrem', KEYS[n + d + j], ARGV[3 + n + j])
+end
+local channel = ARGV[4 + n + m]
+if channel ~= '' then redis.call('publish', channel, ARGV[5 + n + m]) end
 return 0
 """
 
@@ -62,6 +90,7 @@ class _Scripts:
     release: Script
     release_if_held_by: Script
     slot_acquire: Script
+    let_go: Script
 
 
 @functools.lru_cache(maxsize=64)  # one entry per client; a process holds a few
@@ -70,6 +99,7 @@ def _scripts(client: Redis) -> _Scripts:
         release=client.register_script(_RELEASE),
         release_if_held_by=client.register_script(_RELEASE_IF_HELD_BY),
         slot_acquire=client.register_script(_SLOT_ACQUIRE),
+        let_go=client.register_script(_LET_GO),
     )
 
 
@@ -160,13 +190,44 @@ def slot_ttl(settings: Settings) -> int:
 
 def acquire_slot(redis: Redis, slots_key: str, holder: str, *, limit: int, ttl: int) -> bool:
     """Take one of ``limit`` slots for ``holder`` (re-entrant) for at most ``ttl`` seconds."""
-    now = redis.time()
-    moment = now[0] + now[1] / 1e6
-    return bool(_scripts(redis).slot_acquire(keys=[slots_key], args=[holder, limit, moment, ttl]))
+    return bool(_scripts(redis).slot_acquire(keys=[slots_key], args=[holder, limit, ttl]))
 
 
 def release_slot(redis: Redis, slots_key: str, holder: str) -> None:
     redis.zrem(slots_key, holder)
+
+
+def let_go(
+    redis: Redis,
+    *,
+    owned: Sequence[tuple[str, str]] = (),
+    dropped: Sequence[str] = (),
+    slots: Sequence[tuple[str, str]] = (),
+    publish: tuple[str, str] | None = None,
+) -> None:
+    """In one round trip: compare-and-delete each (key, owner) of ``owned`` (what ``release``
+    does), delete the keys of ``dropped`` whoever holds them, take each (slots key, holder) of
+    ``slots`` out of its semaphore (``release_slot``), then publish (channel, message).
+
+    Only a compare needs a script; without one this is a plain pipeline. Nothing to do costs
+    nothing."""
+    if owned:
+        channel, message = publish if publish is not None else ("", "")
+        keys = [key for key, _ in owned] + list(dropped) + [key for key, _ in slots]
+        args: list[str | int] = [len(owned), *(owner for _, owner in owned), len(dropped), len(slots)]
+        args += [*(holder for _, holder in slots), channel, message]
+        _scripts(redis).let_go(keys=keys, args=args)
+        return
+    if not dropped and not slots and publish is None:
+        return
+    pipe = redis.pipeline(transaction=False)
+    if dropped:
+        pipe.delete(*dropped)
+    for slots_key, holder in slots:
+        pipe.zrem(slots_key, holder)
+    if publish is not None:
+        pipe.publish(*publish)
+    pipe.execute()
 
 
 def _text(value: bytes | str) -> str:

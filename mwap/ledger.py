@@ -81,14 +81,20 @@ def new_job(
     }
 
 
-def start(db: Database[Document], job_id: str, *, worker: str) -> dict[str, Any] | None:
-    """Mark a job running and count the attempt; None when it is already final or unknown.
+def start(
+    db: Database[Document], job_id: str, *, worker: str, job_type: str | None = None
+) -> dict[str, Any] | None:
+    """Mark a job running and count the attempt; None when it is already final or unknown, or
+    (with ``job_type``) of another type, in which case it is left exactly as it was.
 
     ``running`` is accepted as a starting state: a message redelivered after its worker died
     finds its job still running and must be allowed to take it over.
     """
+    query: dict[str, Any] = {"_id": job_id, "status": {"$in": OPEN}}
+    if job_type is not None:
+        query["type"] = job_type
     return db[COLLECTION].find_one_and_update(
-        {"_id": job_id, "status": {"$in": OPEN}},
+        query,
         {
             "$set": {"status": Status.RUNNING.value, "startedAt": now(), "worker": worker},
             "$inc": {"attempts": 1},

@@ -4,6 +4,10 @@ The ids come from a context variable: the API binds ``requestId`` per request, t
 ``jobId``/``jobType``/``requestId`` per task (``worker/signals.py``) and ``tenantId``/``integrationId``
 once the job's ledger document is loaded (``worker/base.py``). Every line logged meanwhile, by our
 code or a library's, carries them.
+
+Everything in a line is scrubbed once: the message by the handler's filter, the ids when they are
+bound, the extras and the traceback when the line is written. The fields the formatter fills in
+itself (time, level, logger, process) are not scrubbed: no caller's text reaches them.
 """
 
 import contextlib
@@ -33,7 +37,8 @@ def bind(**ids: str | None) -> None:
     unknown = set(ids) - set(CONTEXT_FIELDS)
     if unknown:
         raise ValueError(f"unknown log context fields: {sorted(unknown)}")
-    merged = {**_context.get(), **{k: str(v) for k, v in ids.items() if v is not None}}
+    # Scrubbed here, once, rather than in each line they are written to (a request id is the client's).
+    merged = {**_context.get(), **{k: redact.redact_text(str(v)) for k, v in ids.items() if v is not None}}
     _context.set(MappingProxyType(merged))
 
 
@@ -67,15 +72,22 @@ def bound(**ids: str | None) -> Iterator[None]:
         _context.reset(token)
 
 
+# Set on a record whose message RedactionFilter has rendered and scrubbed.
+_SCRUBBED = "_mwap_scrubbed"
+
+
 class RedactionFilter(logging.Filter):
     """Renders the message with its args and scrubs it, so no handler ever sees a raw secret."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, _SCRUBBED, False) and record.args is None:
+            return True  # a second handler of the same record: the message is scrubbed already
         try:
             message = record.getMessage()
         except (TypeError, ValueError):  # a malformed %-format still gets logged, unformatted
             message = f"{record.msg} {record.args!r}"
         record.msg, record.args = redact.redact_text(message), None
+        setattr(record, _SCRUBBED, True)
         return True
 
 
@@ -87,30 +99,37 @@ class JsonFormatter(logging.Formatter):
         self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if not getattr(record, _SCRUBBED, False):  # a formatter used without the filter
+            message = redact.redact_text(message)
         entry: dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": message,
             "process": self.process,
             "pid": record.process,
         }
-        entry.update(_context.get())
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRS and not key.startswith("_") and key not in entry:
-                entry[key] = value
-        if isinstance(entry.get("data"), dict) and record.exc_info:
+        entry.update(_context.get())  # scrubbed by bind()
+        extras = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _RECORD_ATTRS and not key.startswith("_") and key not in entry
+        }
+        if isinstance(extras.get("data"), dict) and record.exc_info:
             # Celery's task log records repeat the traceback in ``data``; ``exc`` has it once.
-            entry["data"] = {k: v for k, v in entry["data"].items() if k != "traceback"}
+            extras["data"] = {k: v for k, v in extras["data"].items() if k != "traceback"}
         if record.exc_info:
-            entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            extras["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         elif record.exc_text:
-            entry["exc"] = record.exc_text
+            extras["exc"] = record.exc_text
         if record.stack_info:
-            entry["stack"] = record.stack_info
-        return json.dumps(redact.redact(entry), default=_jsonable, ensure_ascii=False)
+            extras["stack"] = record.stack_info
+        if extras:
+            entry.update(redact.redact(extras))
+        return json.dumps(entry, default=_jsonable, ensure_ascii=False)
 
 
 def _jsonable(value: object) -> str:

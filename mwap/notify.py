@@ -24,7 +24,13 @@ def channel(job_id: str) -> str:
 
 def job_ended(redis: Redis, job_id: str, status: str) -> None:
     """Wake whoever waits on ``job_id`` (called after the ledger write that made it final)."""
-    redis.publish(channel(job_id), status)
+    redis.publish(*notice(job_id, status))
+
+
+def notice(job_id: str, status: str) -> tuple[str, str]:
+    """The (channel, message) that ``job_ended`` publishes, for a caller publishing it along with
+    other writes in one round trip (a worker's ``leases.let_go``)."""
+    return channel(job_id), status
 
 
 class Waiters:

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # One Sentry event per cause (exception type and place) per this many seconds, per process.
     sentry_dedupe_seconds: float = Field(default=60.0, ge=0, le=86_400)
     flower_basic_auth: SecretStr | None = None
+    # Producers also send Celery's task-sent event, so Flower lists a job from its publish rather
+    # than from its delivery; each costs the enqueue a Redis PUBLISH. Workers send their task events
+    # either way (Flower's live view, which also turns them on by itself while it runs).
+    task_sent_events: bool = False
     # When set, GET /metrics needs "Authorization: Bearer <token>" (Prometheus: authorization.credentials).
     metrics_token: SecretStr | None = Field(default=None, min_length=16)
     api_host: str = "127.0.0.1"

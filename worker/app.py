@@ -1,11 +1,17 @@
 """The Celery app factory. Configuration comes from one Settings object; nothing here runs jobs."""
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
 from celery import Celery
 from kombu import Queue as KombuQueue
+from kombu.exceptions import BatchPublishError  # type: ignore[attr-defined]  # stubs predate kombu 5.7
 
 import tasks
 from mwap import jobtypes
-from mwap.enqueue import Publisher
+from mwap.enqueue import BatchingPublisher
 from mwap.settings import Settings
 from worker import schedule, signals
 
@@ -62,9 +68,10 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
         task_default_queue=jobtypes.Queue.DEFAULT.value,
         task_create_missing_queues=False,
         task_routes=jobtypes.routes(),
-        # Flower and the queue metrics see tasks from the moment they are sent.
+        # Flower sees a task from its delivery on (the queue metrics read waiting messages from
+        # Redis); a task-sent event per enqueue is opt-in (MWAP_TASK_SENT_EVENTS).
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=settings.task_sent_events,
         enable_utc=True,
         timezone="UTC",
         worker_hijack_root_logger=False,
@@ -81,15 +88,83 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
     return app
 
 
-def publisher(app: Celery) -> Publisher:
-    """The one way a job's message is sent (API, dispatchers, continuations, requeues, resends):
-    by task name, its job id the only argument and the task id."""
+class _Message(NamedTuple):
+    task_name: str
+    job_id: str
+    queue: str
+    headers: dict[str, str]
+    countdown: float | None
 
-    def publish(
-        task_name: str, job_id: str, queue: str, headers: dict[str, str], *, countdown: float | None = None
+
+class _Publisher:
+    """Sends a job's message by task name, its job id the only argument and the task id.
+
+    Within ``batch()``, this thread's messages are held in one Redis pipeline (kombu's
+    ``Producer.batch``) sent when the block ends: a 100-job request or a dispatcher's chunk costs one
+    round trip instead of one per job. If that pipeline fails, whether any of it reached Redis is
+    unknown, so every message of the block is sent again one at a time, with Celery's retries (a
+    job's second message is harmless: one execution at a time, and a final job's does nothing).
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        self._local = threading.local()
+
+    def __call__(
+        self,
+        task_name: str,
+        job_id: str,
+        queue: str,
+        headers: dict[str, str],
+        *,
+        countdown: float | None = None,
     ) -> None:
-        app.send_task(
-            task_name, args=[job_id], task_id=job_id, queue=queue, headers=headers, countdown=countdown
+        message = _Message(task_name, job_id, queue, headers, countdown)
+        held: list[_Message] | None = getattr(self._local, "held", None)
+        if held is not None:
+            held.append(message)
+        self._send(message, getattr(self._local, "producer", None))
+
+    def _send(self, message: _Message, producer: Any = None) -> None:
+        self._app.send_task(
+            message.task_name,
+            args=[message.job_id],
+            task_id=message.job_id,
+            queue=message.queue,
+            headers=message.headers,
+            countdown=message.countdown,
+            producer=producer,
         )
 
-    return publish
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold this thread's messages until the block ends, then send them in one round trip."""
+        if getattr(self._local, "held", None) is not None:
+            yield  # nested: the outer block sends
+            return
+        held: list[_Message] = []
+        self._local.held = held
+        try:
+            with self._app.producer_or_acquire() as producer:
+                self._local.producer = producer
+                try:
+                    with producer.batch():
+                        yield
+                finally:
+                    self._local.producer = None
+        except BatchPublishError:
+            self._local.held = None
+            for message in held:
+                self._send(message)
+        finally:
+            self._local.held = None
+
+
+def publisher(app: Celery) -> BatchingPublisher:
+    """The one way a job's message is sent (API, dispatchers, continuations, requeues, resends):
+    this app's one ``_Publisher``, made on first use."""
+    made: _Publisher | None = getattr(app, "_mwap_publisher", None)
+    if made is None:
+        made = _Publisher(app)
+        app._mwap_publisher = made  # type: ignore[attr-defined]
+    return made

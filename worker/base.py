@@ -24,7 +24,7 @@ from mwap.jobtypes import JobType
 from mwap.services import Services, services_for
 from mwap.store import Store, TenantBoundaryError
 from worker.app import publisher, settings_of
-from worker.delivery import delivery_of
+from worker.delivery import Delivery, delivery_of
 
 logger = logging.getLogger(__name__)
 
@@ -214,11 +214,6 @@ class JobTask(Task):
             ttl=leases.slot_ttl(settings),
         )
 
-    def _release_tenant_slot(self, job_id: str) -> None:
-        slot = delivery_of(self.request).slot
-        if slot:
-            leases.release_slot(redis_client(settings_of(self.app)), slot, job_id)
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         delivery = delivery_of(self.request)
         delivery.skip = True
@@ -236,31 +231,41 @@ class JobTask(Task):
             logger.warning("job %s: infrastructure unavailable (%s); retrying", job_id, type(error).__name__)
             raise self.retry(exc=error, countdown=self.backoff(error), max_retries=None) from None
 
-    def _refuse_foreign(self, job_id: Any) -> None:
-        """Reject a delivery that does not name a ledger job of this task's type.
-
-        The broker does not say who sent a message: anyone who can publish to it (a Flower user,
-        a host with the Redis password) could send ``integration.sync_files`` carrying the id of
-        another job, or an operator expression instead of an id. Such a delivery is rejected
-        (dropped, not requeued) before anything runs or is locked, and the ledger job is left as it
-        is: the job's own message still runs it, and a forged one cannot fail someone's job.
-        A job id the ledger does not hold goes on (``ledger.start`` finds nothing to do).
-        """
+    def _refuse_malformed(self, job_id: Any) -> None:
+        """Reject a delivery whose argument is no job id (an operator expression, a huge string)
+        before it reaches a lock or a query."""
         if not isinstance(job_id, str) or len(job_id) > MAX_JOB_ID_CHARS:
             logger.error("refused a %s delivery: its argument is not a job id", self.name)
             raise Reject("the message's argument is not a job id", requeue=False)
+
+    def _refuse_foreign(self, job_id: str, delivery: Delivery) -> None:
+        """Reject a delivery that names a ledger job of another type.
+
+        The broker does not say who sent a message: anyone who can publish to it (a Flower user,
+        a host with the Redis password) could send ``integration.sync_files`` carrying the id of
+        another job. ``ledger.start`` only starts a job of this task's type, so such a delivery
+        never changes the ledger job; when it started nothing, this reads the job's type and a
+        job of another type gets the delivery rejected (dropped, not requeued) with the execution
+        lock it took freed at once: the job's own message still runs it, and a forged one cannot
+        fail someone's job. A job id the ledger does not hold goes on (nothing to do).
+        """
         doc = ledger.get(self.db(), job_id, tenant_id=None, projection={"type": 1})
-        if doc is not None and doc.get("type") != self.name:
-            logger.error(
-                "refused a %s delivery for job %s, a %s job: the message does not match the ledger",
-                self.name,
-                job_id,
-                doc.get("type"),
-            )
-            raise Reject(f"job {job_id} is not a {self.name} job", requeue=False)
+        if doc is None or doc.get("type") == self.name:
+            return
+        exec_key, exec_owner = delivery.exec_key, delivery.exec_owner
+        if exec_key and exec_owner:
+            delivery.exec_key = None  # a rejected delivery gets no after_return: free it here
+            leases.release(redis_client(settings_of(self.app)), exec_key, exec_owner)
+        logger.error(
+            "refused a %s delivery for job %s, a %s job: the message does not match the ledger",
+            self.name,
+            job_id,
+            doc.get("type"),
+        )
+        raise Reject(f"job {job_id} is not a {self.name} job", requeue=False)
 
     def _execute(self, job_id: str) -> Any:
-        self._refuse_foreign(job_id)
+        self._refuse_malformed(job_id)
         request = self.request
         delivery = delivery_of(request)
         settings = settings_of(self.app)
@@ -275,8 +280,11 @@ class JobTask(Task):
             return self._requeue(
                 job_id, countdown=min(60.0, settings.task_time_limit / 4), why="already executing"
             )
-        doc = ledger.start(self.db(), job_id, worker=request.hostname or "unknown")
+        # Only a job of this task's type starts: a forged message naming another type's job
+        # changes nothing, and is told apart from a final or unknown job only then.
+        doc = ledger.start(self.db(), job_id, worker=request.hostname or "unknown", job_type=self.name)
         if doc is None:
+            self._refuse_foreign(job_id, delivery)
             logger.info("job %s is final or unknown; nothing to do", job_id)
             return None
         logs.bind_job(doc)
@@ -322,44 +330,56 @@ class JobTask(Task):
         enqueue.resend(publisher(self.app), self.name, job_id, queue, countdown=countdown)
         logger.info("job %s put back for %.0fs: %s", job_id, countdown, why)
 
-    def _started_at(self) -> datetime | None:
-        return delivery_of(self.request).started_at
-
     def after_return(  # noqa: PLR0917 - Celery's hook signature
         self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any
     ) -> None:
         self._let_go(task_id, args)
 
     def _let_go(self, task_id: str, args: tuple) -> None:
-        """Release what this delivery held: its tenant slot and the job's execution lock.
+        """Release what this delivery held, in one Redis round trip (``leases.let_go``): its
+        tenant slot and the job's execution lock; once the ledger says the job ended (``ended``,
+        set by on_success and on_failure after their ledger write), also the job's (type, subject)
+        lease, so the next run can be enqueued, and the notice that wakes whoever waits on it.
 
         Called from after_return, and from on_retry, since Celery skips after_return on a retry.
         """
+        delivery = delivery_of(self.request)
+        job_id = args[0] if args else task_id
+        ended, delivery.ended = delivery.ended, None
+        owned: list[tuple[str, str]] = []
+        dropped: list[str] = []
+        if delivery.exec_key and delivery.exec_owner:
+            if ended is None:
+                owned.append((delivery.exec_key, delivery.exec_owner))
+            else:
+                # The job is final: ledger.start runs it never again, whoever would take the lock
+                # next, so the lock is deleted without the compare (and without a script).
+                dropped.append(delivery.exec_key)
+            delivery.exec_key = None
+        if ended is not None and delivery.lease_key:
+            owned.append((delivery.lease_key, job_id))  # a newer job's lease is never freed
+        slots = [(delivery.slot, job_id)] if delivery.slot and args else []
+        publish = notify.notice(job_id, ended) if ended is not None else None
         with _tolerating_outage("release", task_id):
-            if args:
-                self._release_tenant_slot(args[0])
-            delivery = delivery_of(self.request)
-            exec_key, exec_owner = delivery.exec_key, delivery.exec_owner
-            if exec_key and exec_owner:
-                delivery.exec_key = None
-                leases.release(redis_client(settings_of(self.app)), exec_key, exec_owner)
+            leases.let_go(
+                redis_client(settings_of(self.app)),
+                owned=owned,
+                dropped=dropped,
+                slots=slots,
+                publish=publish,
+            )
 
-    def _release_lease(self, job_id: str) -> None:
-        """The job is final: free its (type, subject) lease so the next run can be enqueued."""
-        lease_key = delivery_of(self.request).lease_key
-        if lease_key:
-            leases.release(redis_client(settings_of(self.app)), lease_key, job_id)
-
-    # The hooks write the ledger. If MongoDB or Redis is down at that moment, the job stays open
-    # in the ledger and the reconciler (system.reconcile) brings it to an end later.
+    # The hooks write the ledger; after_return then lets go of what the delivery held. If MongoDB
+    # or Redis is down at that moment, the job stays open in the ledger and the reconciler
+    # (system.reconcile) brings it to an end later.
 
     def on_success(self, retval: Any, task_id: str, args: tuple, kwargs: dict) -> None:
-        if delivery_of(self.request).skip:
+        delivery = delivery_of(self.request)
+        if delivery.skip:
             return
         with _tolerating_outage("on_success", task_id):
-            ledger.succeed(self.db(), args[0], retval, started_at=self._started_at())
-            self._release_lease(args[0])
-            notify.job_ended(redis_client(settings_of(self.app)), args[0], ledger.Status.SUCCEEDED.value)
+            ledger.succeed(self.db(), args[0], retval, started_at=delivery.started_at)
+            delivery.ended = ledger.Status.SUCCEEDED.value
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         self._let_go(task_id, args)
@@ -371,10 +391,10 @@ class JobTask(Task):
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         if len(args) != 1 or kwargs or isinstance(exc, INFRA_ERRORS):
             return  # left open in the ledger on purpose: the reconciler resends it
+        delivery = delivery_of(self.request)
         with _tolerating_outage("on_failure", task_id):
-            ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=self._started_at())
-            self._release_lease(args[0])
-            notify.job_ended(redis_client(settings_of(self.app)), args[0], ledger.Status.FAILED.value)
+            ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=delivery.started_at)
+            delivery.ended = ledger.Status.FAILED.value
 
 
 def job_task(job_type: JobType, **options: Any) -> Callable[[Callable[..., Any]], JobTask]:

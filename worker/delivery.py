@@ -17,6 +17,7 @@ class Delivery:
     exec_owner: str | None = None
     slot: str | None = None  # the tenant running-job slot taken
     lease_key: str | None = None  # the job's (type, subject) lease, released when the job is final
+    ended: str | None = None  # the final status the ledger took: lease released, waiters woken
     started_at: datetime | None = None  # as the ledger recorded it
     clock: float | None = None  # monotonic start, for the duration metric
     retries: int = 0  # the job's retries spent, as the ledger counts them

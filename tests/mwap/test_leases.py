@@ -79,3 +79,50 @@ def test_keys_carry_the_tenant_where_one_tenant_must_not_meet_another() -> None:
     assert leases.key("integration.sync_files", "int-1", "tenant-a") != leases.key(
         "integration.sync_files", "int-1", "tenant-b"
     )
+
+
+def test_let_go_frees_what_is_owned_drops_slots_and_publishes_in_one_call(redis: Redis) -> None:
+    lease = leases.key("integration.sync_files", "int-2", "tenant-a")
+    newer = leases.key("integration.sync_files", "int-3", "tenant-a")
+    lock = leases.exec_key("job-20")
+    slots = leases.slot_key("tenant-running", "tenant-c")
+    assert leases.acquire(redis, lease, "job-20", 60)
+    assert leases.acquire(redis, newer, "job-31", 60)  # a newer job's lease: not ours to free
+    assert leases.acquire(redis, lock, "host:1:20", 60)
+    assert leases.acquire_slot(redis, slots, "job-20", limit=2, ttl=60)
+    assert leases.acquire_slot(redis, slots, "job-21", limit=2, ttl=60)
+    listener = redis.pubsub()
+    listener.subscribe("mwap:test-ended")
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    leases.let_go(redis, owned=[("mwap:test-absent", "nobody")])  # the script loaded once
+    before = script_calls(redis)["evalsha"]
+
+    leases.let_go(
+        redis,
+        owned=[(lease, "job-20"), (newer, "job-30")],
+        dropped=[lock],
+        slots=[(slots, "job-20")],
+        publish=("mwap:test-ended", "succeeded"),
+    )
+
+    assert script_calls(redis)["evalsha"] - before == 1  # one round trip for all of it
+    assert redis.get(lease) is None
+    assert redis.get(newer) == b"job-31"
+    assert redis.get(lock) is None
+    assert redis.zrange(slots, 0, -1) == [b"job-21"]
+    message = listener.get_message(timeout=5)
+    assert message is not None and message["data"] == b"succeeded"
+    listener.close()
+
+
+def test_let_go_without_a_compare_is_a_plain_pipeline(redis: Redis) -> None:
+    lock = leases.exec_key("job-40")
+    slots = leases.slot_key("tenant-running", "tenant-b")
+    assert leases.acquire(redis, lock, "host:1:40", 60)
+    assert leases.acquire_slot(redis, slots, "job-40", limit=1, ttl=60)
+    before = script_calls(redis)["evalsha"]
+    leases.let_go(redis, dropped=[lock], slots=[(slots, "job-40")])
+    leases.let_go(redis)  # nothing to do
+    assert script_calls(redis)["evalsha"] == before
+    assert redis.get(lock) is None
+    assert leases.acquire_slot(redis, slots, "job-41", limit=1, ttl=60)
