@@ -6,6 +6,7 @@ a tenant key's own tenant), write the ledger documents in one ``insert_many``, p
 per job (``mwap.enqueue``).
 """
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -280,14 +281,19 @@ def get_job(call: Call) -> Reply:
     def read() -> dict[str, Any] | None:
         return ledger.get(context.db(), job_id, tenant_id=tenant_id)
 
-    doc = read()
     wait = min(query.wait, context.settings().job_wait_max)
-    if doc is not None and wait > 0 and not ledger.is_final(doc):
-        with context.job_waiters().slot() as waiting:
-            if waiting:
-                doc = notify.wait_until_final(
-                    context.redis(), job_id, read, lambda d: d is None or ledger.is_final(d), timeout=wait
-                )
+    with context.job_waiters().slot() if wait > 0 else contextlib.nullcontext(False) as waiting:
+        if waiting:
+            doc = notify.wait_until_final(
+                context.redis(),
+                job_id,
+                read,
+                lambda d: d is None or ledger.is_final(d),
+                timeout=wait,
+                codec_options=context.db().codec_options,
+            )
+        else:
+            doc = read()
     if doc is None:
         raise Problem(404, "No such job")
     return Reply(200, job_out(doc, call.caller))

@@ -203,7 +203,7 @@ def let_go(
     owned: Sequence[tuple[str, str]] = (),
     dropped: Sequence[str] = (),
     slots: Sequence[tuple[str, str]] = (),
-    publish: tuple[str, str] | None = None,
+    publish: tuple[str, str | bytes] | None = None,
 ) -> None:
     """In one round trip: compare-and-delete each (key, owner) of ``owned`` (what ``release``
     does), delete the keys of ``dropped`` whoever holds them, take each (slots key, holder) of
@@ -214,7 +214,7 @@ def let_go(
     if owned:
         channel, message = publish if publish is not None else ("", "")
         keys = [key for key, _ in owned] + list(dropped) + [key for key, _ in slots]
-        args: list[str | int] = [len(owned), *(owner for _, owner in owned), len(dropped), len(slots)]
+        args: list[str | bytes | int] = [len(owned), *(owner for _, owner in owned), len(dropped), len(slots)]
         args += [*(holder for _, holder in slots), channel, message]
         _scripts(redis).let_go(keys=keys, args=args)
         return

@@ -105,27 +105,30 @@ def start(
 
 def _finish(
     db: Database[Document], job_id: str, status: Status, fields: dict[str, Any], started_at: datetime | None
-) -> bool:
+) -> dict[str, Any] | None:
+    """The job's final write, in one findAndModify: its final document, or None when it was
+    already final (the document goes out in the end notice, ``mwap.notify``)."""
     finished = now()
     duration = int((finished - started_at).total_seconds() * 1000) if started_at else None
-    outcome = db[COLLECTION].update_one(
+    return db[COLLECTION].find_one_and_update(
         {"_id": job_id, "status": {"$in": OPEN}},
         {"$set": {"status": status.value, "finishedAt": finished, "durationMs": duration, **fields}},
+        return_document=ReturnDocument.AFTER,
     )
-    return outcome.modified_count == 1
 
 
 def succeed(
     db: Database[Document], job_id: str, result: dict[str, Any] | None, *, started_at: datetime | None = None
-) -> bool:
-    """Record success with the job's result summary. False when the job was already final."""
+) -> dict[str, Any] | None:
+    """Record success with the job's result summary: the final document, None when the job was
+    already final."""
     return _finish(db, job_id, Status.SUCCEEDED, {"result": result, "error": None}, started_at)
 
 
 def fail(
     db: Database[Document], job_id: str, error: dict[str, Any], *, started_at: datetime | None = None
-) -> bool:
-    """Record final failure. False when the job was already final."""
+) -> dict[str, Any] | None:
+    """Record final failure: the final document, None when the job was already final."""
     return _finish(db, job_id, Status.FAILED, {"error": error}, started_at)
 
 

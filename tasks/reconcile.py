@@ -107,11 +107,12 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
         # Open but executed nowhere: its worker died, or the delivery ended without the ledger
         # hearing of it (the outcome's write met a storage outage).
         if int(job.get("resends") or 0) >= settings.max_resends:
-            if ledger.fail(
+            final = ledger.fail(
                 services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}
-            ):
+            )
+            if final is not None:
                 counts["lost"] += 1
-                notify.job_ended(services.redis, job_id, ledger.Status.FAILED.value)
+                notify.job_ended(services.redis, job_id, ledger.Status.FAILED.value, final)
             continue
         # Conditional on the job still being as we read it: under load many finish during a pass.
         unchanged = {

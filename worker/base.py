@@ -346,6 +346,7 @@ class JobTask(Task):
         delivery = delivery_of(self.request)
         job_id = args[0] if args else task_id
         ended, delivery.ended = delivery.ended, None
+        document, delivery.ended_document = delivery.ended_document, None
         owned: list[tuple[str, str]] = []
         dropped: list[str] = []
         if delivery.exec_key and delivery.exec_owner:
@@ -359,7 +360,7 @@ class JobTask(Task):
         if ended is not None and delivery.lease_key:
             owned.append((delivery.lease_key, job_id))  # a newer job's lease is never freed
         slots = [(delivery.slot, job_id)] if delivery.slot and args else []
-        publish = notify.notice(job_id, ended) if ended is not None else None
+        publish = notify.notice(job_id, ended, document) if ended is not None else None
         with _tolerating_outage("release", task_id):
             leases.let_go(
                 redis_client(settings_of(self.app)),
@@ -378,8 +379,8 @@ class JobTask(Task):
         if delivery.skip:
             return
         with _tolerating_outage("on_success", task_id):
-            ledger.succeed(self.db(), args[0], retval, started_at=delivery.started_at)
-            delivery.ended = ledger.Status.SUCCEEDED.value
+            final = ledger.succeed(self.db(), args[0], retval, started_at=delivery.started_at)
+            delivery.ended, delivery.ended_document = ledger.Status.SUCCEEDED.value, final
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         self._let_go(task_id, args)
@@ -393,8 +394,8 @@ class JobTask(Task):
             return  # left open in the ledger on purpose: the reconciler resends it
         delivery = delivery_of(self.request)
         with _tolerating_outage("on_failure", task_id):
-            ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=delivery.started_at)
-            delivery.ended = ledger.Status.FAILED.value
+            final = ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=delivery.started_at)
+            delivery.ended, delivery.ended_document = ledger.Status.FAILED.value, final
 
 
 def job_task(job_type: JobType, **options: Any) -> Callable[[Callable[..., Any]], JobTask]:

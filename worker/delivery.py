@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from celery.app.task import Context
 
@@ -18,6 +19,7 @@ class Delivery:
     slot: str | None = None  # the tenant running-job slot taken
     lease_key: str | None = None  # the job's (type, subject) lease, released when the job is final
     ended: str | None = None  # the final status the ledger took: lease released, waiters woken
+    ended_document: dict[str, Any] | None = None  # the final ledger document, for the waiters
     started_at: datetime | None = None  # as the ledger recorded it
     clock: float | None = None  # monotonic start, for the duration metric
     retries: int = 0  # the job's retries spent, as the ledger counts them

@@ -8,6 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
+from mwap.metrics.definitions import MONGO_COMMANDS_SENT
 from mwap.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -19,11 +20,24 @@ def post_echo(client: FlaskClient, headers: dict[str, str], **params: object) ->
     return response.get_json()["id"]
 
 
+def finds_sent() -> float:
+    """The ``find`` commands this process has sent (the API under test runs in it)."""
+    return sum(
+        sample.value
+        for metric in MONGO_COMMANDS_SENT.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["command"] == "find"
+    )
+
+
 def test_one_request_answers_when_the_job_ends(client: FlaskClient, admin_headers: dict[str, str]) -> None:
     job_id = post_echo(client, admin_headers, message="held", sleepSeconds=1)
+    finds = finds_sent()
     started = time.monotonic()
     response = client.get(f"/v1/jobs/{job_id}?wait=10", headers=admin_headers)
     took = time.monotonic() - started
+    # One read of the ledger: the job's end notice carries its final document.
+    assert finds_sent() - finds == 1
     assert response.status_code == 200
     assert response.get_json()["status"] == "succeeded"
     assert response.get_json()["result"] == {"message": "held", "retries": 0}

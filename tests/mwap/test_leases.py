@@ -111,7 +111,8 @@ def test_let_go_frees_what_is_owned_drops_slots_and_publishes_in_one_call(redis:
     assert redis.get(lock) is None
     assert redis.zrange(slots, 0, -1) == [b"job-21"]
     message = listener.get_message(timeout=5)
-    assert message is not None and message["data"] == b"succeeded"
+    assert message is not None
+    assert message["data"] == b"succeeded"
     listener.close()
 
 
