@@ -56,7 +56,7 @@ def _mongo_description(external: str | None, standin: str) -> str:
         return "MWAP_MONGO_URL (a real MongoDB)"
     if standin == "fast":
         return (
-            "the stand-in without its per-insert scan of every stored _id (ops/bench/fast_standin.py, "
+            "the stand-in without its per-insert scans of the collection (ops/bench/fast_standin.py, "
             "--standin fast; still far slower than MongoDB)"
         )
     return (
@@ -166,7 +166,7 @@ def execute(config: Any, only: tuple[str, ...], work_dir: Path) -> dict[str, Any
     type=click.Choice(["stock", "fast"]),
     default="stock",
     show_default=True,
-    help="Without MWAP_MONGO_URL: the stand-in as ops/run starts it, or without its O(n) insert scan.",
+    help="Without MWAP_MONGO_URL: the stand-in as ops/run starts it, or without its O(n) insert scans.",
 )
 @click.option(
     "--work-dir",

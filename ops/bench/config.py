@@ -39,7 +39,9 @@ class Config:
     sync_concurrency: int = 8
     provider_latency_ms: int = 100
     dispatch_due: float = 0.1
-    dispatch_insert_batch: int = 5000
+    # Every command of the stand-in holds its one event loop (a ping waits for it): a batch of 1,000
+    # is a second or two there, far inside pymongo's heartbeat and socket timeouts.
+    dispatch_insert_batch: int = 1000
 
     @classmethod
     def for_run(cls, *, quick: bool, rounds: int | None, loader: str, standin: str = "stock") -> "Config":

@@ -1,42 +1,150 @@
-"""The MongoDB stand-in of ``ops.mongo_server`` without its per-insert collection scan, for the
+"""The MongoDB stand-in of ``ops.mongo_server`` without its per-insert collection scans, for the
 dispatch-scale scenario only: ``python -m ops.bench.fast_standin --port N``.
 
-Over the wire every inserted document goes through mongoeco's single-document path, which
-compares the new ``_id`` with the ``_id`` of every stored document (to catch ``1`` vs ``1.0``),
-so seeding n documents costs O(n²): 100,000 integrations would take hours, and any command
-that runs longer than pymongo's heartbeat timeout gets the connection cancelled. Here that scan
-is skipped for ``_id`` values that hold no number (strings, ObjectIds) — the exact-key duplicate
-check stays — which is what MongoDB's ``_id`` index gives. The stand-in also checks a unique index
-of several fields (seed 000's ``ownerId_1_name_1``, ``tenantId_1_providerId_1``) by scanning the
-whole collection per insert, another O(n²); here those checks are skipped too (MongoDB answers
-them from the index). The bench writes no duplicates; nothing else changes.
+Over the wire ``insert_many`` reaches mongoeco one document at a time, and two checks of its
+``MemoryEngine._ensure_unique_indexes`` scan every stored document for each one inserted, so
+seeding n documents costs O(n²) (at ~3,000 documents a batch already outlasts pymongo's timeouts;
+100,000 integrations would take many hours). Both are answered here from what MongoDB answers
+them with, an index; nothing else changes:
+
+- **The ``_id`` payload scan.** A single-document insert compares the new ``_id`` with the ``_id``
+  of every stored document, to catch ``1`` vs ``1.0``. It is skipped for ``_id`` values that hold
+  no number (strings, ObjectIds): for those the exact-key duplicate check mongoeco still does is
+  what MongoDB's ``_id`` index gives.
+- **Unique indexes of several fields** (seed 000's ``ownerId_1_name_1``,
+  ``tenantId_1_providerId_1``…). mongoeco checks a unique index of one field against its index
+  map, but one of several fields by comparing the candidate with every stored document (its map
+  keeps only the first value of each field, so it cannot answer for arrays). Here such an index
+  is checked against that same map — one lookup, as MongoDB checks its unique index — whenever
+  the map is exact: the candidate holds no array on the index's paths, and no document indexed
+  by an index of that name ever did (``_MULTIKEY``, set on insert and on index build and never
+  cleared, like MongoDB's multikey flag). Otherwise, and for indexes with a collation or without
+  a map, mongoeco's scan runs as before. A missing field and ``null`` are the same key, as in
+  MongoDB (and in mongoeco's scan): both spellings are looked up. The error raised for a
+  duplicate is mongoeco's own.
+
+The bench writes no duplicates and no arrays in those fields, so with or without these patches
+every write succeeds and stores the same documents.
 """
 
+import itertools
 from typing import Any
 
 from mongoeco.core.identity import id_contains_numeric_value
 from mongoeco.engines.memory import MemoryEngine
+from mongoeco.engines.virtual_indexes import document_in_virtual_index
 
 from ops import mongo_server
 
 _ensure_unique_indexes = MemoryEngine._ensure_unique_indexes
+_update_indexes_locked = MemoryEngine._update_indexes_locked
+_rebuild_index_data_locked = MemoryEngine._rebuild_index_data_locked
+
+# Names of the compound unique indexes that ever indexed a document holding an array on their
+# paths (any database, any collection: by name only, so a renamed collection keeps it).
+_MULTIKEY: set[str] = set()
+# How mongoeco's index map spells a missing field and a null one; MongoDB indexes both as null.
+_MISSING, _NULL = None, ("none", None)
 
 
-def _without_payload_scan(
+def _compound_unique(index: Any) -> bool:
+    return bool(index.get("unique")) and len(index["fields"]) > 1 and index.get("collation") is None
+
+
+def _holds_array(engine: MemoryEngine, document: Any, fields: list[str]) -> bool:
+    return bool(engine._compound_multikey_array_paths(document, fields))
+
+
+def _with_indexed_unique_checks(
     self: MemoryEngine, db_name: str, coll_name: str, candidate: Any, **options: Any
 ) -> Any:
     if options.get("scan_payload_id") and not id_contains_numeric_value(candidate.get("_id")):
         options["scan_payload_id"] = False
-    if options.get("indexes_view") is None:
-        indexes = self._indexes.get(db_name, {}).get(coll_name, [])
-        single = [index for index in indexes if not (index.get("unique") and len(index["fields"]) > 1)]
-        if len(single) != len(indexes):
-            options["indexes_view"] = {db_name: {coll_name: single}}
+    indexes_view = options.get("indexes_view")
+    indexes = (self._indexes if indexes_view is None else indexes_view).get(db_name, {}).get(coll_name, [])
+    index_data_view = options.get("index_data_view")
+    index_data = (
+        (self._index_data if index_data_view is None else index_data_view).get(db_name, {}).get(coll_name, {})
+    )
+    checked = []
+    for index in indexes:
+        index_map = index_data.get(index["name"])
+        fields = index["fields"]
+        if (
+            not _compound_unique(index)
+            or index_map is None
+            or index["name"] in _MULTIKEY
+            or _holds_array(self, candidate, fields)
+        ):
+            continue
+        checked.append(index)
+        if not document_in_virtual_index(candidate, index):
+            continue
+        exclude = _normalized_exclude(self, db_name, coll_name, options)
+        key = self._index_key(candidate, fields)
+        spellings = [(_MISSING, _NULL) if part in (_MISSING, _NULL) else (part,) for part in key]
+        for spelling in itertools.product(*spellings):
+            matches = index_map.get(spelling)
+            if matches and (exclude is None or any(match != exclude for match in matches)):
+                raise self._unique_key_error(
+                    f"Duplicate key for unique index '{index['name']}': {fields}={spelling!r}",
+                    f"{db_name}.{coll_name}",
+                    candidate,
+                    index=index,
+                    conflict=spelling,
+                )
+    if checked:
+        rest = [index for index in indexes if not any(index is done for done in checked)]
+        options["indexes_view"] = {db_name: {coll_name: rest}}
     return _ensure_unique_indexes(self, db_name, coll_name, candidate, **options)
 
 
+def _normalized_exclude(self: MemoryEngine, db_name: str, coll_name: str, options: dict[str, Any]) -> Any:
+    """The storage key of the document being replaced (an update), as mongoeco normalizes it."""
+    exclude = options.get("exclude_storage_key")
+    if exclude is None:
+        return None
+    storage_view = options.get("storage_view")
+    coll = (self._storage if storage_view is None else storage_view).get(db_name, {}).get(coll_name, {})
+    return exclude if exclude in coll else self._storage_key(exclude)
+
+
+def _marking_multikey_on_insert(
+    self: MemoryEngine, db_name: str, coll_name: str, storage_key: Any, document: Any, **options: Any
+) -> Any:
+    if options.get("action", "insert") == "insert":
+        indexes_view = options.get("indexes_view")
+        indexes = (
+            (self._indexes if indexes_view is None else indexes_view).get(db_name, {}).get(coll_name, [])
+        )
+        for index in indexes:
+            if _compound_unique(index) and _holds_array(self, document, index["fields"]):
+                _MULTIKEY.add(index["name"])
+    return _update_indexes_locked(self, db_name, coll_name, storage_key, document, **options)
+
+
+def _marking_multikey_on_build(
+    self: MemoryEngine, db_name: str, coll_name: str, index: Any, **options: Any
+) -> Any:
+    if _compound_unique(index) and index["name"] not in _MULTIKEY:
+        storage_view = options.get("storage_view")
+        coll = (self._storage if storage_view is None else storage_view).get(db_name, {}).get(coll_name, {})
+        for data in coll.values():
+            if _holds_array(self, self._borrow_storage_document(data), index["fields"]):
+                _MULTIKEY.add(index["name"])
+                break
+    return _rebuild_index_data_locked(self, db_name, coll_name, index, **options)
+
+
+def patch() -> None:
+    """Install the patches on mongoeco's ``MemoryEngine`` (this process only)."""
+    MemoryEngine._ensure_unique_indexes = _with_indexed_unique_checks  # type: ignore[method-assign]
+    MemoryEngine._update_indexes_locked = _marking_multikey_on_insert  # type: ignore[method-assign]
+    MemoryEngine._rebuild_index_data_locked = _marking_multikey_on_build  # type: ignore[method-assign]
+
+
 def main() -> None:
-    MemoryEngine._ensure_unique_indexes = _without_payload_scan  # type: ignore[method-assign]  # the patch itself
+    patch()
     mongo_server.main()
 
 
