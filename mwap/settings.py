@@ -30,9 +30,12 @@ class Settings(BaseSettings):
     # One Sentry event per cause (exception type and place) per this many seconds, per process.
     sentry_dedupe_seconds: float = Field(default=60.0, ge=0, le=86_400)
     flower_basic_auth: SecretStr | None = None
+    # Workers send Celery's task events (received, started, succeeded…: three Redis PUBLISHes and
+    # their serialization per job) from their start. Off, they send them only while a monitor asks:
+    # Flower turns them on every few seconds while it runs, so its live view works either way.
+    worker_task_events: bool = False
     # Producers also send Celery's task-sent event, so Flower lists a job from its publish rather
-    # than from its delivery; each costs the enqueue a Redis PUBLISH. Workers send their task events
-    # either way (Flower's live view, which also turns them on by itself while it runs).
+    # than from its delivery; each costs the enqueue a Redis PUBLISH.
     task_sent_events: bool = False
     # When set, GET /metrics needs "Authorization: Bearer <token>" (Prometheus: authorization.credentials).
     metrics_token: SecretStr | None = Field(default=None, min_length=16)

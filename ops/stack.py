@@ -143,6 +143,9 @@ class Stack:
         flower = creds["flower"]
         env.setdefault("MWAP_FLOWER_BASIC_AUTH", f"{flower['user']}:{flower['password']}")
         env.setdefault("PYTHONUNBUFFERED", "1")
+        # The dev stack's Flower lists every job from the first one (elsewhere it turns the
+        # workers' events on a few seconds after it starts).
+        env.setdefault("MWAP_WORKER_TASK_EVENTS", "true")
         for name, value in DEV_LOOPBACK_ENV.items():  # the fake providers: http on loopback
             env.setdefault(name, value)
         # Multiprocess metrics shared by the API, workers and beat; stale files would be summed in.

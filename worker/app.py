@@ -68,9 +68,11 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
         task_default_queue=jobtypes.Queue.DEFAULT.value,
         task_create_missing_queues=False,
         task_routes=jobtypes.routes(),
-        # Flower sees a task from its delivery on (the queue metrics read waiting messages from
-        # Redis); a task-sent event per enqueue is opt-in (MWAP_TASK_SENT_EVENTS).
-        worker_send_task_events=True,
+        # Task events cost every job Redis PUBLISHes: a worker sends them while Flower (which turns
+        # them on while it runs) or another monitor asks, or always with MWAP_WORKER_TASK_EVENTS;
+        # the queue metrics read waiting messages from Redis. A task-sent event per enqueue is
+        # opt-in (MWAP_TASK_SENT_EVENTS).
+        worker_send_task_events=settings.worker_task_events,
         task_send_sent_event=settings.task_sent_events,
         enable_utc=True,
         timezone="UTC",
