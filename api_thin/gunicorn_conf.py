@@ -22,18 +22,25 @@ access_log_format = (
 
 
 def when_ready(server: object) -> None:
-    """Once at start: say which indexes are missing (`mwap db init` creates them). Never fatal."""
-    from mwap.connections import mongo_db  # noqa: PLC0415 - the master needs it only here
+    """Once at start, before any worker: refuse a database that a newer build migrated (exit status 1,
+    naming both versions); say if migrations are pending (`mwap db migrate`) or indexes missing."""
+    from mwap import migrations  # noqa: PLC0415 - the master needs it only here
+    from mwap.connections import mongo_db  # noqa: PLC0415
     from mwap.indexes import missing_indexes  # noqa: PLC0415
 
     try:
-        missing = missing_indexes(mongo_db(_settings), _settings)
+        database = mongo_db(_settings)
+        migrations.check_schema(database, "api")
+        missing = missing_indexes(database, _settings)
+    except migrations.SchemaTooNewError as error:
+        server.log.critical("%s", error)  # type: ignore[attr-defined]
+        raise SystemExit(f"mwap: {error}") from None
     except Exception as error:  # noqa: BLE001 - MongoDB may be down at start; /ready reports it
-        server.log.warning("api: could not check indexes: %s", error)  # type: ignore[attr-defined]
+        server.log.warning("api: could not check the database: %s", error)  # type: ignore[attr-defined]
         return
     if missing:
         server.log.warning(  # type: ignore[attr-defined]
-            "api: %d indexes missing (run `mwap db init`): %s", len(missing), ", ".join(missing)
+            "api: %d indexes missing (run `mwap db migrate`): %s", len(missing), ", ".join(missing)
         )
 
 

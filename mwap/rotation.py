@@ -35,13 +35,62 @@ class RotationReport:
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
-def _get(document: dict[str, Any], path: str) -> object:
+def get_path(document: Document, path: str) -> object:
+    """The value at a dotted ``path`` of ``document`` (None where it is absent)."""
     value: object = document
     for part in path.split("."):
         if not isinstance(value, dict):
             return None
         value = value.get(part)
     return value
+
+
+def projection_of(collection: str) -> dict[str, int]:
+    """What ``rotate_documents`` reads of a document of ``collection``."""
+    return {"tenantId": 1, **{secret.path: 1 for secret in SECRETS[collection]}}
+
+
+def rotate_documents(
+    db: Database[Document],
+    ring: KeyRing,
+    collection: str,
+    documents: list[Document],
+    report: RotationReport,
+    *,
+    legacy_only: bool = False,
+) -> None:
+    """Re-encrypt the secrets of ``documents`` (read with ``projection_of``) that need it — with
+    ``legacy_only``, only the MWAP backend's legacy values — in one conditional bulk write."""
+    writes = []
+    for document in documents:
+        report.scanned += 1
+        changes: dict[str, str] = {}
+        legacy = 0
+        for secret in SECRETS[collection]:
+            path = secret.path
+            current = get_path(document, path)
+            if not isinstance(current, str):
+                continue
+            if not (ring.is_legacy(current) if legacy_only else ring.needs_rotation(current)):
+                continue
+            binding = secret.binding_of(document)
+            try:
+                changes[path] = ring.encrypt(ring.decrypt(current, binding), binding)
+                if ring.is_legacy(current):
+                    legacy += 1
+            except CryptoError as error:
+                report.failures.append(
+                    {"collection": collection, "id": str(document["_id"]), "field": path, "error": str(error)}
+                )
+        if changes:
+            # Only if every rotated secret is still the one we read.
+            condition = {"_id": document["_id"], **{p: get_path(document, p) for p in changes}}
+            writes.append(UpdateOne(condition, {"$set": changes}))
+            report.rotated_secrets += len(changes)
+            report.legacy_converted += legacy
+    if writes:
+        result = db[collection].bulk_write(writes, ordered=False)
+        report.rotated_documents += result.modified_count
 
 
 def rotate(
@@ -53,8 +102,8 @@ def rotate(
 ) -> RotationReport:
     """Re-encrypt every secret not under ``ring.primary``; one bulk write per batch."""
     report = RotationReport()
-    for collection, secrets in SECRETS.items():
-        projection = {"tenantId": 1, **{secret.path: 1 for secret in secrets}}
+    for collection in SECRETS:
+        projection = projection_of(collection)
         last_id: Any = None
         while True:
             query: dict[str, Any] = {} if last_id is None else {"_id": {"$gt": last_id}}
@@ -62,39 +111,7 @@ def rotate(
             if not batch:
                 break
             last_id = batch[-1]["_id"]
-            writes = []
-            for document in batch:
-                report.scanned += 1
-                changes: dict[str, str] = {}
-                legacy = 0
-                for secret in secrets:
-                    path = secret.path
-                    current = _get(document, path)
-                    if not isinstance(current, str) or not ring.needs_rotation(current):
-                        continue
-                    binding = secret.binding_of(document)
-                    try:
-                        changes[path] = ring.encrypt(ring.decrypt(current, binding), binding)
-                        if ring.is_legacy(current):
-                            legacy += 1
-                    except CryptoError as error:
-                        report.failures.append(
-                            {
-                                "collection": collection,
-                                "id": str(document["_id"]),
-                                "field": path,
-                                "error": str(error),
-                            }
-                        )
-                if changes:
-                    # Only if every rotated secret is still the one we read.
-                    condition = {"_id": document["_id"], **{p: _get(document, p) for p in changes}}
-                    writes.append(UpdateOne(condition, {"$set": changes}))
-                    report.rotated_secrets += len(changes)
-                    report.legacy_converted += legacy
-            if writes:
-                result = db[collection].bulk_write(writes, ordered=False)
-                report.rotated_documents += result.modified_count
+            rotate_documents(db, ring, collection, batch, report)
             if progress:
                 progress(collection, report)
     audit.record(

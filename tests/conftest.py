@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from pymongo.database import Database
 
 import tasks
+from mwap import migrations
 from mwap.connections import mongo_db, redis_client
-from mwap.indexes import ensure_indexes
 from mwap.metrics import reset_multiprocess_dir
 from mwap.settings import Settings
 from ops import processes
@@ -97,9 +97,9 @@ def settings(stack_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def db(settings: Settings) -> Database:
-    """The session's database, with every index created as `mwap db init` does."""
+    """The session's database, migrated as `mwap db migrate` does (every index, the records)."""
     database = mongo_db(settings)
-    ensure_indexes(database, settings)
+    migrations.migrate(database, settings)
     return database
 
 

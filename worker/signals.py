@@ -3,8 +3,8 @@
 ``install(app, worker=...)`` is called by the app factory. Every producer (API, beat, workers)
 stamps its messages with the publish time and the current request id; worker and beat processes
 also take over logging (``setup_logging``, so Celery does not install its own handlers), start
-Sentry, and — in workers — bind ``jobId``/``jobType``/``requestId`` around each task and count
-jobs by type and outcome.
+Sentry and check the database's schema version (``check_database``), and — in workers — bind
+``jobId``/``jobType``/``requestId`` around each task and count jobs by type and outcome.
 """
 
 import logging
@@ -73,23 +73,38 @@ def _on_worker_init(**_: Any) -> None:
     _State.component = "worker"
     metrics.set_role("worker")
     init_sentry(_settings(), "worker")
+    # Before the pool starts: a database a newer build migrated is refused here.
+    check_database("worker", warn=False)
 
 
 def _on_worker_ready(**_: Any) -> None:
-    # Say at start which indexes are missing (`mwap db init` creates them); never fatal.
+    # Once logging is the platform's (JSON): pending migrations, missing indexes.
+    check_database("worker")
+
+
+def check_database(component: str, *, warn: bool = True) -> None:
+    """At start: refuse a database that a newer build migrated (exit status 1, naming both
+    versions); with ``warn``, log pending migrations (`mwap db migrate`) and missing indexes."""
+    from mwap import migrations  # noqa: PLC0415 - only the start of a worker or beat needs it
     from mwap.connections import mongo_db  # noqa: PLC0415
     from mwap.indexes import warn_if_missing  # noqa: PLC0415
 
     settings = _settings()
     try:
-        warn_if_missing(mongo_db(settings), settings, "worker")
+        database = mongo_db(settings)
+        migrations.check_schema(database, component, warn=warn)
+        if warn:
+            warn_if_missing(database, settings, component)
+    except migrations.SchemaTooNewError as error:
+        raise SystemExit(f"mwap: {error}") from None
     except Exception as error:  # noqa: BLE001 - MongoDB may be down at start; jobs retry on their own
-        logging.getLogger(__name__).warning("worker could not check indexes: %s", error)
+        logging.getLogger(__name__).warning("%s could not check the database: %s", component, error)
 
 
 def _on_beat_init(**_: Any) -> None:
     metrics.set_role("beat")
     init_sentry(_settings(), "beat")
+    check_database("beat")
 
 
 def _on_setup_logging(**_: Any) -> None:
