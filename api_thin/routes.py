@@ -6,10 +6,13 @@ same table, so what is documented is what is served.
 
 from flask import Flask
 
-from api_thin import context, health, integrations, jobs, openapi, security, tenants
+from api_thin import context, health, integrations, jobs, openapi, security, tenants, webhooks
 from api_thin.routing import Auth, Call, Endpoint, Out, Reply, register
 from api_thin.schemas import (
     BatchOut,
+    DeliveryListQuery,
+    DeliveryOut,
+    DeliveryPage,
     FileListQuery,
     FilePage,
     HealthOut,
@@ -29,6 +32,11 @@ from api_thin.schemas import (
     TenantOut,
     UsageOut,
     UsageQuery,
+    WebhookCreate,
+    WebhookCreatedOut,
+    WebhookListQuery,
+    WebhookOut,
+    WebhookPage,
     job_batch_model,
 )
 from mwap import jobtypes
@@ -218,6 +226,75 @@ ENDPOINTS: list[Endpoint] = [
         {201: Out(ProviderOut, "Registered.")},
         auth=Auth.ADMIN,
         body=ProviderCreate,
+    ),
+    # webhooks
+    Endpoint(
+        "POST",
+        "/v1/webhooks",
+        webhooks.create_webhook,
+        "Register a webhook endpoint; its signing secret is in this answer only",
+        "webhooks",
+        {201: Out(WebhookCreatedOut, "Registered.", headers=("Location",))},
+        body=WebhookCreate,
+        errors=(404, 409),  # unknown tenant; over the per-tenant cap
+        description="Events are POSTed signed as Standard Webhooks (`webhook-id`, `webhook-timestamp`, "
+        "`webhook-signature`); see the README's Webhooks section.",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/webhooks",
+        webhooks.list_webhooks,
+        "List webhook endpoints (never their secrets)",
+        "webhooks",
+        {200: Out(WebhookPage, "The endpoints, oldest first.")},
+        query=WebhookListQuery,
+        errors=(404,),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/webhooks/{webhookId}",
+        webhooks.get_webhook,
+        "A webhook endpoint",
+        "webhooks",
+        {200: Out(WebhookOut, "The endpoint.")},
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/webhooks/{webhookId}",
+        webhooks.delete_webhook,
+        "Remove a webhook endpoint; its pending deliveries end failed",
+        "webhooks",
+        {204: Out(None, "Removed.")},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/webhooks/{webhookId}/rotate-secret",
+        webhooks.rotate_secret,
+        "A new signing secret, shown once; the old one keeps signing beside it for the overlap",
+        "webhooks",
+        {200: Out(WebhookCreatedOut, "The endpoint and its new secret.")},
+        body_required=False,
+        description="During the overlap (MWAP_WEBHOOK_SECRET_OVERLAP_HOURS) each request carries two "
+        "signatures in `webhook-signature`, space-separated; either verifies.",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/webhooks/{webhookId}/deliveries",
+        webhooks.list_deliveries,
+        "An endpoint's deliveries, newest first, each with its attempts and the event sent",
+        "webhooks",
+        {200: Out(DeliveryPage, "A page.")},
+        query=DeliveryListQuery,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver",
+        webhooks.redeliver,
+        "Send a delivery again now (same event, same webhook-id), with a fresh retry budget",
+        "webhooks",
+        {202: Out(DeliveryOut, "Queued.")},
+        body_required=False,
+        errors=(409,),  # the endpoint is disabled
     ),
     # operations
     Endpoint(

@@ -34,6 +34,8 @@ NOT_FOUND_TITLES = {
     "integrationId": "No such integration",
     "tenantId": "No such tenant",
     "projectId": "No such project",
+    "webhookId": "No such webhook endpoint",
+    "deliveryId": "No such delivery",
 }
 
 

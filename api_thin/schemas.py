@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 import tasks
-from mwap import jobtypes, registry
+from mwap import jobtypes, registry, webhooks
 from mwap.bson_dates import BsonDate, BsonQueryDatetime
 from mwap.ids import HEX_PATTERN, IdStr
 from mwap.jobtypes import JobType, Scope
@@ -339,6 +339,109 @@ class UsageOut(Out):
     end: date = Field(alias="to")
     days: list[UsageDayOut] = Field(description="Days with a rollup, oldest first.")
     totals: UsageTotalsOut
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+class WebhookCreate(Body):
+    """A receiver URL and the event types it wants; the answer shows the signing secret once."""
+
+    url: str = Field(
+        min_length=8,
+        max_length=webhooks.MAX_URL_CHARS,
+        description="https (http only where the deployment allows it); no credentials; a host "
+        "whose addresses are public (private ones only where allowed). Redirects are not followed.",
+    )
+    events: list[webhooks.EventType] = Field(min_length=1, max_length=len(webhooks.EventType))
+    description: str | None = Field(default=None, max_length=200)
+    tenant_id: Id | None = Field(default=None, alias="tenantId", description="Required with the admin key.")
+
+
+class WebhookOut(Out):
+    id: IdStr
+    tenant_id: IdStr = Field(alias="tenantId")
+    url: str
+    events: list[str]
+    description: str | None = None
+    enabled: bool
+    created_at: datetime = Field(alias="createdAt")
+    disabled_at: datetime | None = Field(default=None, alias="disabledAt")
+    disabled_reason: str | None = Field(default=None, alias="disabledReason")
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> "WebhookOut":
+        return cls.model_validate({**doc, "id": doc["_id"]})
+
+
+class WebhookCreatedOut(WebhookOut):
+    secret: str | None = Field(
+        description="The signing secret (`whsec_` + base64), shown only in this answer: store it now. "
+        "Null in an Idempotency-Key replay (the secret is never kept for replays)."
+    )
+
+
+class WebhookPage(Out):
+    items: list[WebhookOut]
+
+
+class WebhookListQuery(Query):
+    tenant_id: Id | None = Field(default=None, alias="tenantId")
+
+
+def _event_variant(kind: webhooks.EventType) -> type[Out]:
+    name = "".join(part.capitalize() for part in re.split(r"[._]", kind.value)) + "Event"
+    fields: dict[str, Any] = {
+        "id": (str, Field(description="`evt_…`, also the `webhook-id` header: deduplicate on it.")),
+        "type": (Literal[kind.value], ...),
+        "timestamp": (datetime, Field(description="When the event happened.")),
+        "tenant_id": (IdStr, Field(alias="tenantId")),
+        "data": (webhooks.PAYLOADS[kind], ...),
+    }
+    return create_model(name, __base__=Out, __doc__=webhooks.PAYLOADS[kind].__doc__, **fields)
+
+
+# Every event as a receiver gets it (the POST body), by type: their schemas are in components.
+EVENT_VARIANTS = {kind: _event_variant(kind) for kind in webhooks.EventType}
+if TYPE_CHECKING:
+    WebhookEvent = Out
+else:
+    WebhookEvent = Annotated[
+        functools.reduce(operator.or_, EVENT_VARIANTS.values()), Field(discriminator="type")
+    ]
+
+
+class DeliveryAttemptOut(Out):
+    at: datetime
+    outcome: str = Field(
+        description="delivered, gone (410), redirect, http_error, timeout, connection_error, "
+        "refused (outbound rules), endpoint_disabled."
+    )
+    status_code: int | None = Field(default=None, alias="statusCode")
+    duration_ms: int | None = Field(default=None, alias="durationMs")
+    response_body: str | None = Field(default=None, alias="responseBody", description="The first bytes.")
+    error: str | None = None
+
+
+class DeliveryOut(Out):
+    id: IdStr
+    endpoint_id: IdStr = Field(alias="endpointId")
+    status: webhooks.DeliveryStatus
+    attempt_count: int = Field(alias="attemptCount")
+    next_attempt_at: datetime | None = Field(default=None, alias="nextAttemptAt")
+    delivered_at: datetime | None = Field(default=None, alias="deliveredAt")
+    created_at: datetime = Field(alias="createdAt")
+    attempts: list[DeliveryAttemptOut]
+    event: WebhookEvent | None = Field(description="The event as sent (null once it has expired).")
+
+
+class DeliveryPage(Out):
+    items: list[DeliveryOut]
+
+
+class DeliveryListQuery(Query):
+    status: webhooks.DeliveryStatus | None = None
+    limit: int = Field(default=50, ge=1, le=200)
 
 
 # --- operations and errors ----------------------------------------------------------------------

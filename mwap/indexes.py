@@ -1,4 +1,5 @@
-"""Every index the platform relies on, created idempotently by ``mwap db init``.
+"""Every index the platform relies on, created idempotently by ``mwap db migrate`` (migration 0002
+and its reconcile step, ``mwap.migrations``).
 
 Names are explicit so that a check at start can say exactly which are missing, and so that a
 changed definition fails loudly (MongoDB refuses a different index under an existing name).
@@ -118,6 +119,34 @@ def indexes(settings: Settings) -> list[Index]:
         ),
         Index("apiKeys", "key_hash_unique", [("keyHash", ASCENDING)], {"unique": True}),
         Index("apiKeys", "tenant", [("tenantId", ASCENDING), ("createdAt", DESCENDING)]),
+        # webhooks (mwap/webhooks.py): a tenant's endpoints and deliveries, the sweep's due query,
+        # the relay's outbox scans, and TTLs that keep events and attempts for a while
+        Index("webhookEndpoints", "tenant_created", [("tenantId", ASCENDING), ("createdAt", DESCENDING)]),
+        Index(
+            "webhookDeliveries",
+            "tenant_endpoint_created",
+            [("tenantId", ASCENDING), ("endpointId", ASCENDING), ("createdAt", DESCENDING)],
+        ),
+        Index("webhookDeliveries", "status_next", [("status", ASCENDING), ("nextAttemptAt", ASCENDING)]),
+        Index(
+            "webhookDeliveries",
+            "created_ttl",
+            [("createdAt", ASCENDING)],
+            {"expireAfterSeconds": settings.webhook_retention_days * DAY},
+        ),
+        Index(
+            "webhookEvents",
+            "created_ttl",
+            [("createdAt", ASCENDING)],
+            {"expireAfterSeconds": settings.webhook_retention_days * DAY},
+        ),
+        Index(
+            "cloudIntegrations",
+            "mwap_webhook_outbox",
+            [("mwapTasks.webhookOutbox.id", ASCENDING)],
+            {"sparse": True},
+        ),
+        Index("jobs", "mwap_webhook_outbox", [("mwapTasks.webhookOutbox.id", ASCENDING)], {"sparse": True}),
         # the dispatchers' due queries: each scheduled job type declares the index it needs
         *jobtypes.due_indexes(),
     ]
@@ -156,7 +185,7 @@ def _existing(db: Database[Document]) -> dict[str, MutableMapping[str, Any]]:
 
 
 def warn_if_missing(db: Database[Document], settings: Settings, component: str) -> list[str]:
-    """Log which indexes are missing (run ``mwap db init``); never fails the caller."""
+    """Log which indexes are missing (run ``mwap db migrate``); never fails the caller."""
     try:
         missing = missing_indexes(db, settings)
     except OperationFailure as error:  # pragma: no cover - reported, not fatal
@@ -164,6 +193,6 @@ def warn_if_missing(db: Database[Document], settings: Settings, component: str) 
         return []
     if missing:
         logger.warning(
-            "%s: %d indexes missing (run `mwap db init`): %s", component, len(missing), ", ".join(missing)
+            "%s: %d indexes missing (run `mwap db migrate`): %s", component, len(missing), ", ".join(missing)
         )
     return missing

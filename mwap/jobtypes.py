@@ -28,6 +28,7 @@ class Queue(StrEnum):
     DEFAULT = "default"
     SYNC = "sync"
     MAINTENANCE = "maintenance"
+    WEBHOOKS = "webhooks"  # webhook relay and deliveries (tasks/webhooks.py): slow receivers wait here
 
 
 class Scope(StrEnum):
@@ -106,6 +107,9 @@ class JobType:
     # The lease a job of this type takes: the type's own name, or another's (a project sync
     # shares the integration sync's, so one sync of an integration runs at a time).
     lease_kind: str | None = field(default=None)
+    # Webhook events a success emits, from the job's result (``mwap.webhooks`` payloads): written
+    # into the ledger's final write of the job, so they exist exactly when the success does.
+    emits: Callable[[dict[str, Any]], list[Any]] | None = None
 
     @property
     def dispatcher(self) -> str:
@@ -167,6 +171,7 @@ def routes() -> dict[str, dict[str, str]]:
     table: dict[str, dict[str, str]] = {name: {"queue": jt.queue.value} for name, jt in job_types().items()}
     table["dispatch.*"] = {"queue": Queue.MAINTENANCE.value}
     table["system.reconcile"] = {"queue": Queue.MAINTENANCE.value}
+    table["webhooks.*"] = {"queue": Queue.WEBHOOKS.value}
     return table
 
 

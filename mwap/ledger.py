@@ -104,32 +104,52 @@ def start(
 
 
 def _finish(
-    db: Database[Document], job_id: str, status: Status, fields: dict[str, Any], started_at: datetime | None
+    db: Database[Document],
+    job_id: str,
+    status: Status,
+    fields: dict[str, Any],
+    started_at: datetime | None,
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The job's final write, in one findAndModify: its final document, or None when it was
-    already final (the document goes out in the end notice, ``mwap.notify``)."""
+    already final (the document goes out in the end notice, ``mwap.notify``). ``extra``: more
+    update operators for the same write (a webhook outbox entry, ``mwap.webhooks.outbox_push``)."""
     finished = now()
     duration = int((finished - started_at).total_seconds() * 1000) if started_at else None
     return db[COLLECTION].find_one_and_update(
         {"_id": job_id, "status": {"$in": OPEN}},
-        {"$set": {"status": status.value, "finishedAt": finished, "durationMs": duration, **fields}},
+        {
+            "$set": {"status": status.value, "finishedAt": finished, "durationMs": duration, **fields},
+            **(extra or {}),
+        },
         return_document=ReturnDocument.AFTER,
     )
 
 
 def succeed(
-    db: Database[Document], job_id: str, result: dict[str, Any] | None, *, started_at: datetime | None = None
+    db: Database[Document],
+    job_id: str,
+    result: dict[str, Any] | None,
+    *,
+    started_at: datetime | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Record success with the job's result summary: the final document, None when the job was
     already final."""
-    return _finish(db, job_id, Status.SUCCEEDED, {"result": result, "error": None}, started_at)
+    return _finish(db, job_id, Status.SUCCEEDED, {"result": result, "error": None}, started_at, extra=extra)
 
 
 def fail(
-    db: Database[Document], job_id: str, error: dict[str, Any], *, started_at: datetime | None = None
+    db: Database[Document],
+    job_id: str,
+    error: dict[str, Any],
+    *,
+    started_at: datetime | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Record final failure: the final document, None when the job was already final."""
-    return _finish(db, job_id, Status.FAILED, {"error": error}, started_at)
+    return _finish(db, job_id, Status.FAILED, {"error": error}, started_at, extra=extra)
 
 
 def retrying(db: Database[Document], job_id: str, error: dict[str, Any]) -> None:

@@ -106,6 +106,17 @@ class Settings(BaseSettings):
     # Comma-separated hosts added to every provider's allow-list ("host") or one's ("slug=host"),
     # e.g. sovereign clouds or a self-hosted stand-in: "onedrive=graph.microsoft.us".
     outbound_extra_hosts: str = ""
+    # Webhooks (mwap/webhooks.py, tasks/webhooks.py). Delivery goes through the outbound rules above
+    # (https unless MWAP_OUTBOUND_ALLOW_HTTP, global addresses unless MWAP_OUTBOUND_ALLOW_PRIVATE),
+    # any host. Retries wait these seconds (each with +-20% jitter), then the delivery fails.
+    webhook_timeout: float = Field(default=10.0, gt=0, le=30)  # below the deliver task's 75 s bound
+    webhook_retry_schedule: str = Field(
+        default="5,300,1800,7200,18000,36000,36000", pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$"
+    )
+    webhook_disable_after_days: float = Field(default=5, gt=0)  # failing this long disables the endpoint
+    webhook_sweep_interval: int = Field(default=30, ge=1)  # beat: relay outboxes, resend due deliveries
+    webhook_retention_days: int = Field(default=30, ge=1)  # events and delivery attempts kept
+    webhook_secret_overlap_hours: float = Field(default=24, ge=0, le=24 * 30)  # old secret still signs
     beat_lock_timeout: int = Field(default=30, ge=5)  # leader lease; a standby takes over after it
     stale_job_after: int = Field(default=600, ge=1)  # reconciler: open jobs untouched this long
     max_resends: int = Field(default=5, ge=1)  # reconciler: then the job is failed as lost
@@ -143,6 +154,10 @@ class Settings(BaseSettings):
 
     def legacy_password(self) -> str | None:
         return self.legacy_encryption_key.get_secret_value() if self.legacy_encryption_key else None
+
+    def webhook_retry_delays(self) -> list[float]:
+        """The waits before each retry of a webhook delivery, seconds."""
+        return [float(step) for step in self.webhook_retry_schedule.split(",")]
 
     def key_ring(self) -> KeyRing:
         return KeyRing.parse(self.encryption_keys.get_secret_value(), legacy_password=self.legacy_password())

@@ -28,6 +28,8 @@ type Document = dict[str, Any]
 TENANT_FIELD = "tenantId"
 TENANT_OWNED = frozenset(
     {"projects", "cloudIntegrations", "virtualFiles", "auditLogs", "usageDaily", "apiKeys", "jobs"}
+    # webhooks (mwap/webhooks.py)
+    | {"webhookEndpoints", "webhookEvents", "webhookDeliveries"}
 )
 GLOBAL = frozenset({"tenants", "cloudProviders", "projectTypes"})
 # Stages that read or write other collections (or the server's state) would step around the

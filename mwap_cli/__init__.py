@@ -23,6 +23,7 @@ from mwap_cli.providers import providers
 from mwap_cli.queues import queues
 from mwap_cli.retention import retention
 from mwap_cli.tenants import tenants
+from mwap_cli.webhooks import webhooks
 
 PLUGIN_GROUP = "mwap.commands"
 
@@ -65,5 +66,5 @@ def main(ctx: click.Context, as_json: bool) -> None:
     ctx.obj = Context(as_json)
 
 
-for command in (db, keys, tenants, providers, integrations, jobs, queues, retention):
+for command in (db, keys, tenants, providers, integrations, jobs, queues, retention, webhooks):
     main.add_command(command)

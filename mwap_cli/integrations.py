@@ -113,13 +113,22 @@ def integrations_list(ctx: Context, tenant_id: str | None, status: str | None) -
 
 
 def _set_status(ctx: Context, integration_id: str, fields: dict[str, Any], action: str) -> dict[str, Any]:
-    from mwap import audit  # noqa: PLC0415
+    from mwap import audit, webhooks  # noqa: PLC0415
     from mwap.ledger import now  # noqa: PLC0415
 
     doc = find_integration(ctx, integration_id, {"tenantId": 1, "status": 1})
-    ctx.store.tenant(doc["tenantId"])["cloudIntegrations"].update_one(
-        {"_id": doc["_id"]}, {"$set": {**fields, "updatedAt": now()}}
-    )
+    update: dict[str, Any] = {"$set": {**fields, "updatedAt": now()}}
+    query: dict[str, Any] = {"_id": doc["_id"]}
+    if doc.get("status") == "error" and fields.get("status") == "active":
+        # Back from an error: the integration.recovered webhook event rides this very update.
+        recovered = webhooks.event(webhooks.IntegrationRecovered(integration_id=str(doc["_id"])))
+        update.update(webhooks.outbox_push(recovered))
+        query["status"] = "error"
+    if not ctx.store.tenant(doc["tenantId"])["cloudIntegrations"].update_one(query, update).matched_count:
+        # Its status moved since it was read: write the change alone (no event for a change not seen).
+        ctx.store.tenant(doc["tenantId"])["cloudIntegrations"].update_one(
+            {"_id": doc["_id"]}, {"$set": {**fields, "updatedAt": now()}}
+        )
     audit.record(
         ctx.db,
         tenant_id=doc["tenantId"],

@@ -194,7 +194,7 @@ def start_worker(
     env: Mapping[str, str],
     log_dir: Path | None,
     name: str = "worker",
-    queues: str = "default,sync,maintenance",
+    queues: str = "default,sync,maintenance,webhooks",
     pool: str = "prefork",
     concurrency: int = 2,
     extra: list[str] | None = None,

@@ -183,7 +183,11 @@ class Stack:
 
         self.add(
             processes.start_worker(
-                env=env, log_dir=self.log_dir, name="worker", queues="default,maintenance", concurrency=2
+                env=env,
+                log_dir=self.log_dir,
+                name="worker",
+                queues="default,maintenance,webhooks",
+                concurrency=2,
             )
         )
         self.add(
@@ -223,10 +227,10 @@ class Stack:
         return stack
 
     def _seed(self, env: dict[str, str], providers_url: str, creds: dict[str, Any]) -> dict[str, Any]:
-        """``mwap db init`` and ``mwap demo seed``, as an operator would run them."""
+        """``mwap db migrate`` and ``mwap demo seed``, as an operator would run them."""
         mwap = [processes.PYTHON, "-m", "mwap_cli", "--json"]
         for step in (
-            ["db", "init"],
+            ["db", "migrate"],
             [
                 "demo",
                 "seed",

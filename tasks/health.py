@@ -16,7 +16,7 @@ from bson import ObjectId
 from pymongo import ASCENDING
 from redis import Redis
 
-from mwap import metrics
+from mwap import metrics, webhooks
 from mwap.indexes import Index
 from mwap.jobtypes import JobType, NoParams, Queue, Schedule, Scope
 from mwap.ledger import now
@@ -64,33 +64,47 @@ def breaker_state(redis: Redis, slug: str) -> str:
     return state.decode() if isinstance(state, bytes) else state
 
 
+def _write_health(conn: Connection, update: dict[str, Any], health: dict[str, Any]) -> None:
+    """Write the new health; when its status changes, the ``integration.health_changed`` webhook
+    event goes in the same update, conditional on the status read (a concurrent change: none)."""
+    before = (conn.integration.get("health") or {}).get("status")
+    if before == health["status"]:
+        conn.integrations.update_one({"_id": conn.integration_id}, {"$set": update})
+        return
+    changed = webhooks.event(
+        webhooks.IntegrationHealthChanged(
+            integration_id=str(conn.integration_id),
+            previous=before,
+            status=health["status"],
+            error_count=health["errorCount"],
+            last_error=health.get("lastError"),
+        )
+    )
+    written = conn.integrations.update_one(
+        {"_id": conn.integration_id, "health.status": before},
+        {"$set": update, **webhooks.outbox_push(changed)},
+    ).matched_count
+    if not written:
+        conn.integrations.update_one({"_id": conn.integration_id}, {"$set": update})
+
+
 def _record(conn: Connection, *, ok: bool, error: str | None = None) -> dict[str, Any]:
     """Write the probe's outcome; returns the new health sub-document."""
     settings = conn.services.settings
     moment = now()
+    checked = {"health.lastCheck": moment, "mwapTasks.healthCheckedAt": moment}
     if ok:
         update = {"health.status": "healthy", "health.errorCount": 0, "health.lastError": None}
-        conn.integrations.update_one(
-            {"_id": conn.integration_id},
-            {"$set": {**update, "health.lastCheck": moment, "mwapTasks.healthCheckedAt": moment}},
-        )
-        return {"status": "healthy", "errorCount": 0}
+        health: dict[str, Any] = {"status": "healthy", "errorCount": 0}
+        _write_health(conn, {**update, **checked}, health)
+        return health
     previous = int((conn.integration.get("health") or {}).get("errorCount") or 0)
     count = previous + 1
     status = "unhealthy" if count >= settings.health_unhealthy_after else "degraded"
-    conn.integrations.update_one(
-        {"_id": conn.integration_id},
-        {
-            "$set": {
-                "health.status": status,
-                "health.errorCount": count,
-                "health.lastError": (error or "")[:500],
-                "health.lastCheck": moment,
-                "mwapTasks.healthCheckedAt": moment,
-            }
-        },
-    )
-    return {"status": status, "errorCount": count, "lastError": (error or "")[:500]}
+    health = {"status": status, "errorCount": count, "lastError": (error or "")[:500]}
+    update = {"health.status": status, "health.errorCount": count, "health.lastError": health["lastError"]}
+    _write_health(conn, {**update, **checked}, health)
+    return health
 
 
 def _record_account(conn: Connection, info: AccountInfo) -> None:

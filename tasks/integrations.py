@@ -13,7 +13,7 @@ from typing import Any
 from bson import ObjectId
 from pydantic import ValidationError
 
-from mwap import audit, usage
+from mwap import audit, usage, webhooks
 from mwap.crypto import (
     ACCESS_TOKEN,
     CLIENT_SECRET,
@@ -144,9 +144,16 @@ def mark_error(
 ) -> bool:
     """Set status ``error`` with ``reason`` unless already so; audit the change. True if changed."""
     integrations = services.store.tenant(tenant_id)["cloudIntegrations"]
+    # The integration.auth_failed webhook event is written with the status change, or not at all.
+    failed = webhooks.event(
+        webhooks.IntegrationAuthFailed(integration_id=str(integration_id), reason=reason[:500])
+    )
     changed = integrations.update_one(
         {"_id": integration_id, "status": {"$ne": "error"}},
-        {"$set": {"status": "error", "mwapTasks.statusReason": reason[:500], "updatedAt": now()}},
+        {
+            "$set": {"status": "error", "mwapTasks.statusReason": reason[:500], "updatedAt": now()},
+            **webhooks.outbox_push(failed),
+        },
     ).modified_count
     if changed:
         audit.record(

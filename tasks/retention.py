@@ -15,7 +15,7 @@ from typing import Any
 from bson import ObjectId
 from pydantic import Field, StrictBool
 
-from mwap import audit
+from mwap import audit, webhooks
 from mwap.ids import oid
 from mwap.jobtypes import JobType, Params, Queue, Schedule, Scope
 from mwap.ledger import FINAL, now
@@ -86,6 +86,13 @@ def apply(services: Services, tenant_id: ObjectId | str, *, dry_run: bool) -> di
     return result
 
 
+def emitted(result: dict[str, Any]) -> list[webhooks.Payload]:
+    """retention.applied for a run that removed (a dry run emits nothing)."""
+    if result.get("dryRun") or "removed" not in result:
+        return []
+    return [webhooks.RetentionApplied(deleted=result["removed"])]
+
+
 class RetentionParams(Params):
     dry_run: StrictBool = Field(default=False, alias="dryRun")
 
@@ -97,6 +104,7 @@ APPLY_RETENTION = JobType(
     RetentionParams,
     "Deletes what is past the tenant's retention.",
     schedule=Schedule(interval="retention_interval", due=live_tenants),
+    emits=emitted,
     skip_on=(Skip,),
 )
 

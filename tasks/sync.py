@@ -27,6 +27,7 @@ from bson import ObjectId
 from pydantic import StrictBool
 from pymongo import ASCENDING
 
+from mwap import webhooks
 from mwap.ids import oid
 from mwap.indexes import Index
 from mwap.jobtypes import JobType, Params, Queue, Retry, Schedule, Scope
@@ -48,6 +49,7 @@ class Outcome:
     written: int = 0
     unchanged: int = 0
     deleted: int = 0
+    added: int = 0  # of ``written``, the files new to virtualFiles (for the sync.completed event)
     relisting: bool = False
     continued: bool = False
     cursor_reset: bool = field(default=False)
@@ -245,6 +247,7 @@ class Syncer:
                 "$setOnInsert": {"createdAt": moment},
             }
             writes.append(({**base, "providerFileId": item.provider_file_id}, update, True))
+            self.outcome.added += before is None
         self.files.bulk_update(writes)
         if outside:
             self.outcome.deleted += self.files.delete_many(
@@ -283,6 +286,15 @@ class Syncer:
             ).deleted_count
         for project_id in self.router.project_ids:
             update_project_totals(self.files, self.projects, project_id, last_sync=moment)
+        # The sync.completed webhook event is written with the completion itself.
+        completed = webhooks.event(
+            webhooks.SyncCompleted(
+                integration_id=str(self.integration_id),
+                added=self.outcome.added,
+                changed=max(0, self.outcome.written - self.outcome.added),
+                deleted=self.outcome.deleted,
+            )
+        )
         self.conn.integrations.update_one(
             {"_id": self.integration_id},
             {
@@ -290,7 +302,8 @@ class Syncer:
                     "mwapTasks.lastSyncAt": moment,
                     "mwapTasks.syncRunId": None,
                     "mwapTasks.lastSyncStats": self.outcome.summary(),
-                }
+                },
+                **webhooks.outbox_push(completed),
             },
         )
         self.conn.record_usage()

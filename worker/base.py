@@ -17,7 +17,7 @@ from celery.worker.request import Request
 from pymongo.database import Database
 from redis import exceptions as redis_exceptions
 
-from mwap import enqueue, jobtypes, leases, ledger, logs, notify
+from mwap import enqueue, jobtypes, leases, ledger, logs, notify, redact, webhooks
 from mwap.connections import mongo_db, redis_client
 from mwap.ids import is_oid, oid
 from mwap.jobtypes import JobType
@@ -295,6 +295,7 @@ class JobTask(Task):
         delivery.skip = False
         delivery.started_at = doc["startedAt"]
         delivery.lease_key = doc.get("leaseKey")
+        delivery.subject = {k: str(v) for k, v in (doc.get("subject") or {}).items()}
         unfinished = doc["attempts"] - 1 - len(doc.get("retries") or [])
         if unfinished > MAX_UNFINISHED_DELIVERIES:
             raise PoisonJobError(
@@ -334,6 +335,10 @@ class JobTask(Task):
         self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any
     ) -> None:
         self._let_go(task_id, args)
+        if webhooks.take_pending():
+            # This delivery wrote a webhook outbox entry: relay it now rather than at the next sweep.
+            with _tolerating_outage("webhook relay kick", task_id):
+                self.app.send_task("webhooks.relay", queue=jobtypes.Queue.WEBHOOKS.value)
 
     def _let_go(self, task_id: str, args: tuple) -> None:
         """Release what this delivery held, in one Redis round trip (``leases.let_go``): its
@@ -378,8 +383,16 @@ class JobTask(Task):
         delivery = delivery_of(self.request)
         if delivery.skip:
             return
+        emits = self.job_type.emits if self.job_type else None
+        events = [webhooks.event(p) for p in emits(retval)] if emits and isinstance(retval, dict) else []
         with _tolerating_outage("on_success", task_id):
-            final = ledger.succeed(self.db(), args[0], retval, started_at=delivery.started_at)
+            final = ledger.succeed(
+                self.db(),
+                args[0],
+                retval,
+                started_at=delivery.started_at,
+                extra=webhooks.outbox_push(*events) if events else None,
+            )
             delivery.ended, delivery.ended_document = ledger.Status.SUCCEEDED.value, final
 
     def on_retry(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
@@ -393,8 +406,24 @@ class JobTask(Task):
         if len(args) != 1 or kwargs or isinstance(exc, INFRA_ERRORS):
             return  # left open in the ledger on purpose: the reconciler resends it
         delivery = delivery_of(self.request)
+        summary = ledger.error_summary(exc)
+        # The job.failed webhook event goes in the ledger's final write itself (an outbox entry).
+        failed = webhooks.event(
+            webhooks.JobFailed(
+                job_id=str(args[0]),
+                type=self.name,
+                subject=delivery.subject or {},
+                error={"type": summary["type"], "message": redact.public_text(summary["message"])[:500]},
+            )
+        )
         with _tolerating_outage("on_failure", task_id):
-            final = ledger.fail(self.db(), args[0], ledger.error_summary(exc), started_at=delivery.started_at)
+            final = ledger.fail(
+                self.db(),
+                args[0],
+                summary,
+                started_at=delivery.started_at,
+                extra=webhooks.outbox_push(failed),
+            )
             delivery.ended, delivery.ended_document = ledger.Status.FAILED.value, final
 
 

@@ -23,6 +23,7 @@ class Delivery:
     started_at: datetime | None = None  # as the ledger recorded it
     clock: float | None = None  # monotonic start, for the duration metric
     retries: int = 0  # the job's retries spent, as the ledger counts them
+    subject: dict[str, str] | None = None  # the job's subject, for its job.failed event
 
 
 def delivery_of(request: Context) -> Delivery:

@@ -12,6 +12,8 @@ from mwap.settings import Settings
 
 # Not a job type: resends ledger jobs the broker lost (tasks/reconcile.py).
 RECONCILE = "system.reconcile"
+# Not a job type either: relays webhook outboxes and resends due deliveries (tasks/webhooks.py).
+WEBHOOK_SWEEP = "webhooks.sweep"
 
 
 def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -20,6 +22,7 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         jt.dispatcher: jt.schedule.seconds(settings) for jt in jobtypes.scheduled() if jt.schedule is not None
     }
     intervals[RECONCILE] = float(settings.reconcile_interval)
+    intervals[WEBHOOK_SWEEP] = float(settings.webhook_sweep_interval)
     return {
         task_name: {"task": task_name, "schedule": interval, "options": {"expires": interval}}
         for task_name, interval in intervals.items()

@@ -24,6 +24,8 @@ from mwap.metrics.definitions import (
     scheduler_leader,
     set_role,
     token_refresh,
+    webhook_backlog,
+    webhook_delivery,
 )
 from mwap.metrics.exposition import render
 from mwap.metrics.labels import (
@@ -84,4 +86,6 @@ __all__ = [
     "task_label",
     "task_names",
     "token_refresh",
+    "webhook_backlog",
+    "webhook_delivery",
 ]

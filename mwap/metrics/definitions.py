@@ -16,6 +16,7 @@ from mwap.metrics.labels import (
     PROCESS_ROLES,
     PROVIDER_OUTCOMES,
     TOKEN_REFRESH_OUTCOMES,
+    WEBHOOK_OUTCOMES,
     closed,
     fold,
     http_method_label,
@@ -124,7 +125,36 @@ SCHEDULER_LEADER = Gauge(
 )
 
 
+# --- webhooks ---------------------------------------------------------------------------------
+WEBHOOK_DELIVERIES = Counter(
+    "mwap_webhook_deliveries",
+    "Webhook delivery attempts, by outcome (a closed set: delivered, timeout, http_error, ...)",
+    ["outcome"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "mwap_webhook_delivery_duration_seconds",
+    "Time from a webhook request's start to its answer (or its failure)",
+    buckets=_FAST,
+)
+WEBHOOK_BACKLOG = Gauge(
+    "mwap_webhook_backlog",
+    "Webhook deliveries pending (waiting for a first attempt or a retry), as the last sweep counted",
+    multiprocess_mode="livemax",
+)
+
+
 # --- the call API for jobs, providers and the scheduler -----------------------------------------
+def webhook_delivery(outcome: str, seconds: float | None) -> None:
+    """Count one webhook attempt; ``outcome`` is one of ``WEBHOOK_OUTCOMES`` (else "error")."""
+    WEBHOOK_DELIVERIES.labels(fold(outcome, WEBHOOK_OUTCOMES)).inc()
+    if seconds is not None:
+        WEBHOOK_LATENCY.observe(seconds)
+
+
+def webhook_backlog(pending: int) -> None:
+    WEBHOOK_BACKLOG.set(pending)
+
+
 def provider_call(provider: str, outcome: str) -> None:
     """Count one provider API call; ``outcome`` is one of ``PROVIDER_OUTCOMES`` (else "error")."""
     PROVIDER_CALLS.labels(provider_label(provider), fold(outcome, PROVIDER_OUTCOMES)).inc()

@@ -24,6 +24,19 @@ PROVIDERS = frozenset(slug.value for slug in ProviderSlug)
 PROVIDER_OUTCOMES = frozenset(
     {"ok", "not_found", "rate_limited", "auth_expired", "reauth_required", "timeout", "server_error", "error"}
 )
+WEBHOOK_OUTCOMES = frozenset(
+    {
+        "delivered",
+        "gone",
+        "redirect",
+        "http_error",
+        "timeout",
+        "connection_error",
+        "refused",
+        "endpoint_disabled",
+        "error",
+    }
+)
 TOKEN_REFRESH_OUTCOMES = frozenset({"ok", "invalid_grant", "rate_limited", "timeout", "error", "skipped"})
 # MongoDB commands the platform sends (pymongo's command names); any other counts as "other".
 MONGO_COMMANDS = frozenset(

@@ -140,6 +140,20 @@ class OutboundPolicy:
 
     def check_url(self, url: str, slug: str) -> SplitResult:
         """The parsed URL if a call of provider ``slug`` may go there; else ``OutboundRefused``."""
+        parts, host = self._check_target(url)
+        if host not in self.hosts_for(slug):
+            raise OutboundRefused(
+                host, f"not an allowed host for provider {slug!r} (add it to MWAP_OUTBOUND_EXTRA_HOSTS)"
+            )
+        return parts
+
+    def check_webhook_url(self, url: str) -> SplitResult:
+        """The parsed URL if a webhook may be sent there: the scheme, credential and address rules
+        of provider calls, any host (its addresses are checked at each connection, ``GuardedAdapter``)."""
+        return self._check_target(url)[0]
+
+    def _check_target(self, url: str) -> tuple[SplitResult, str]:
+        """Scheme, credentials and an IP literal's address checked; the parts and the normalized host."""
         try:
             parts = urlsplit(url)
             host = parts.hostname or ""
@@ -161,11 +175,7 @@ class OutboundPolicy:
             literal = None
         if literal is not None and (why := self.address_refusal(literal)):
             raise OutboundRefused(host, why)
-        if host not in self.hosts_for(slug):
-            raise OutboundRefused(
-                host, f"not an allowed host for provider {slug!r} (add it to MWAP_OUTBOUND_EXTRA_HOSTS)"
-            )
-        return parts
+        return parts, host
 
     def address_refusal(self, address: Address | str) -> str | None:  # noqa: PLR0911 - one rule a line
         """Why a peer address is refused, or None if a provider call may connect to it."""

@@ -114,14 +114,19 @@ def test_a_duplicate_while_the_first_is_in_flight_is_409(
     _, headers = tenant_with_key(db)
     key = {**headers, "Idempotency-Key": factories.uid("idem")}
     entered, release = threading.Event(), threading.Event()
-    publish = context.publish
+    publisher = context.publish
 
-    def slow_publish(*args: Any) -> None:
-        entered.set()
-        assert release.wait(10)
-        publish(*args)
+    def slow_publisher() -> Any:
+        real = publisher()
 
-    monkeypatch.setattr(context, "publish", slow_publish)
+        def slow_publish(*args: Any, **kwargs: Any) -> None:
+            entered.set()
+            assert release.wait(10)
+            real(*args, **kwargs)
+
+        return slow_publish
+
+    monkeypatch.setattr(context, "publish", slow_publisher)
     results: list[Any] = []
     body = {"type": "tenant.apply_retention"}
     first = threading.Thread(target=lambda: results.append(api.post("/v1/jobs", json=body, headers=key)))

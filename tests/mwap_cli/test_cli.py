@@ -47,6 +47,9 @@ def as_json(result: subprocess.CompletedProcess) -> object:
 
 COMMANDS = [
     ["db", "init"],
+    ["db", "migrate"],
+    ["db", "rollback"],
+    ["db", "status"],
     ["demo", "seed"],
     ["keys", "create"],
     ["keys", "revoke"],
@@ -456,7 +459,7 @@ def test_disable_cancels_the_integrations_open_jobs(mwap, db: Database, ring, se
 
 def test_queues_reports_depth_and_workers(mwap, worker) -> None:
     data = as_json(mwap("--json", "queues"))
-    assert set(data["queues"]) == {"default", "sync", "maintenance"}
+    assert set(data["queues"]) == {"default", "sync", "maintenance", "webhooks"}
     assert all(row["depth"] >= 0 for row in data["queues"].values())
     assert worker.hostname in data["workers"]
 

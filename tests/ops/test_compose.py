@@ -12,6 +12,7 @@ from mwap.settings import ENV_PREFIX, Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 PLATFORM_SERVICES = {"api", "worker", "worker-sync", "beat", "flower"}
+MIGRATE = "migrate"  # the one-shot `mwap db migrate` every platform service waits for
 REQUIRED_SETTINGS = {
     f"{ENV_PREFIX}{name.upper()}" for name, f in Settings.model_fields.items() if f.is_required()
 }
@@ -29,9 +30,10 @@ def command_of(service: dict, field: str = "command") -> str:
 
 def test_services_and_healthchecks(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) == {"mongo", "redis"} | PLATFORM_SERVICES
+    assert set(services) == {"mongo", "redis", MIGRATE} | PLATFORM_SERVICES
     for name, service in services.items():
-        assert "healthcheck" in service, f"{name} has no healthcheck"
+        if name != MIGRATE:  # it exits once done: there is nothing to check the health of
+            assert "healthcheck" in service, f"{name} has no healthcheck"
     assert services["mongo"]["image"] == "mongo:7"
     assert "--replSet rs0" in command_of(services["mongo"], "entrypoint")
     assert "rs.initiate" in " ".join(services["mongo"]["healthcheck"]["test"])
@@ -40,7 +42,7 @@ def test_services_and_healthchecks(compose: dict) -> None:
 
 
 def test_platform_services_share_one_image_and_the_settings(compose: dict) -> None:
-    for name in PLATFORM_SERVICES:
+    for name in PLATFORM_SERVICES | {MIGRATE}:
         service = compose["services"][name]
         assert service["build"] == ".", name
         env = service["environment"]
@@ -57,13 +59,25 @@ def test_platform_services_share_one_image_and_the_settings(compose: dict) -> No
         assert service["depends_on"]["mongo"]["condition"] == "service_healthy"
 
 
+def test_migrations_run_once_before_every_platform_service(compose: dict) -> None:
+    services = compose["services"]
+    migrate = services[MIGRATE]
+    assert migrate["command"] == ["mwap", "db", "migrate"]
+    assert migrate["restart"] == "no"  # a one-shot: restarting it would keep the others waiting
+    assert migrate["depends_on"] == {"mongo": {"condition": "service_healthy"}}
+    for name in PLATFORM_SERVICES:
+        depends = services[name]["depends_on"]
+        assert depends[MIGRATE] == {"condition": "service_completed_successfully"}, name
+        assert depends["redis"]["condition"] == "service_healthy", name
+
+
 def test_commands_name_the_real_entry_points(compose: dict) -> None:
     services = compose["services"]
     assert "api_thin.wsgi:app" in command_of(services["api"])
     for name in ("worker", "worker-sync", "beat", "flower"):
         assert "worker.entry:celery_app" in command_of(services[name]), name
     queues = {q for name in ("worker", "worker-sync") for q in services[name]["command"][5].split(",")}
-    assert queues == {"default", "sync", "maintenance"}
+    assert queues == {"default", "sync", "maintenance", "webhooks"}
     assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
     assert (ROOT / "Dockerfile").exists()
 
