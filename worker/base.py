@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import kombu.exceptions
 import pymongo.errors
 from celery import Celery, Task, shared_task
 from celery.exceptions import Reject, WorkerLostError
@@ -80,6 +81,12 @@ INFRA_ERRORS: tuple[type[Exception], ...] = (
     pymongo.errors.ConnectionFailure,
     redis_exceptions.ConnectionError,
     redis_exceptions.TimeoutError,
+)
+
+# What publishing without retries raises when Redis is away (Celery re-raises it as kombu's).
+PUBLISH_ERRORS: tuple[type[Exception], ...] = (
+    cast(type[Exception], kombu.exceptions.OperationalError),
+    *INFRA_ERRORS,
 )
 
 
@@ -337,8 +344,12 @@ class JobTask(Task):
         self._let_go(task_id, args)
         if webhooks.take_pending():
             # This delivery wrote a webhook outbox entry: relay it now rather than at the next sweep.
-            with _tolerating_outage("webhook relay kick", task_id):
-                self.app.send_task("webhooks.relay", queue=jobtypes.Queue.WEBHOOKS.value)
+            # Best effort, so no publish retries: in a Redis outage the sweep relays it, and the
+            # delivery ends at once (its worker may be terminating it for a lost connection).
+            try:
+                self.app.send_task("webhooks.relay", queue=jobtypes.Queue.WEBHOOKS.value, retry=False)
+            except PUBLISH_ERRORS as error:
+                logger.warning("job %s: webhook relay left to the sweep (%s)", task_id, type(error).__name__)
 
     def _let_go(self, task_id: str, args: tuple) -> None:
         """Release what this delivery held, in one Redis round trip (``leases.let_go``): its

@@ -260,7 +260,7 @@ def test_dispatchers_and_the_reconciler_are_on_the_beat_schedule(settings: Setti
             "tenant.apply_retention",
         )
     }
-    assert set(schedule) == dispatchers | {"system.reconcile"}
+    assert set(schedule) == dispatchers | {"system.reconcile", "webhooks.sweep"}
     entry = schedule["dispatch.integration.sync_files"]
     assert entry["schedule"] == settings.sync_interval
     assert entry["options"]["expires"] == settings.sync_interval
