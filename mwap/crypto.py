@@ -119,10 +119,14 @@ PROVIDERS = "cloudProviders"
 ACCESS_TOKEN = Secret(INTEGRATIONS, "authData.accessToken")
 REFRESH_TOKEN = Secret(INTEGRATIONS, "authData.refreshToken")
 CLIENT_SECRET = Secret(PROVIDERS, "clientSecret")  # providers belong to no tenant
-# Every stored secret by collection (``mwap keys rotate`` walks them).
+WEBHOOK_ENDPOINTS = "webhookEndpoints"
+WEBHOOK_SECRET = Secret(WEBHOOK_ENDPOINTS, "secret")  # an endpoint's signing secret (mwap.webhooks)
+# Every stored secret by collection (``mwap keys rotate`` walks them). An endpoint's previous
+# signing secrets (``previousSecrets``, kept for a day while receivers switch) are not walked.
 SECRETS: Mapping[str, tuple[Secret, ...]] = {
     INTEGRATIONS: (ACCESS_TOKEN, REFRESH_TOKEN),
     PROVIDERS: (CLIENT_SECRET,),
+    WEBHOOK_ENDPOINTS: (WEBHOOK_SECRET,),
 }
 
 

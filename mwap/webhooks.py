@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -24,18 +24,18 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from mwap import audit
-from mwap.crypto import KeyRing, Secret, seal, unseal
+from mwap import audit, redact
+from mwap.crypto import WEBHOOK_ENDPOINTS, WEBHOOK_SECRET, KeyRing, Secret, seal, unseal
 from mwap.ledger import now
 from mwap.store import Document, Store
 
-ENDPOINTS = "webhookEndpoints"
+ENDPOINTS = WEBHOOK_ENDPOINTS
 EVENTS = "webhookEvents"
 DELIVERIES = "webhookDeliveries"
 OUTBOX_FIELD = "mwapTasks.webhookOutbox"
 # The collections whose documents carry an outbox (the writes that emit events).
 OUTBOX_COLLECTIONS = ("cloudIntegrations", "jobs")
-SIGNING_SECRET = Secret(ENDPOINTS, "secret")
+SIGNING_SECRET = WEBHOOK_SECRET
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's prefix, not a secret
 SECRET_BYTES = 24  # the spec asks for 24 to 64 bytes
 MAX_URL_CHARS = 2048
@@ -137,6 +137,21 @@ def event(data: Payload) -> dict[str, Any]:
         "createdAt": now(),
         "data": data.model_dump(mode="json", by_alias=True),
     }
+
+
+def job_failed(
+    job_id: str, job_type: str, subject: Mapping[str, Any] | None, error: Mapping[str, str]
+) -> dict[str, Any]:
+    """The ``job.failed`` outbox entry of a job that ended failed (its ledger's final write carries
+    it: the worker's last failure, the reconciler's ``JobLost``). The message as a tenant reads it."""
+    return event(
+        JobFailed(
+            job_id=str(job_id),
+            type=job_type,
+            subject={k: str(v) for k, v in (subject or {}).items()},
+            error={"type": error["type"], "message": redact.public_text(error["message"])[:500]},
+        )
+    )
 
 
 def outbox_push(*entries: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 from celery import shared_task
 from redis import Redis
 
-from mwap import enqueue, jobtypes, leases, ledger, notify
+from mwap import enqueue, jobtypes, leases, ledger, notify, webhooks
 from mwap.broker import broker_job_ids
 from mwap.ledger import now
 from mwap.services import Services
@@ -71,6 +71,7 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
             },
             {
                 "type": 1,
+                "subject": 1,
                 "status": 1,
                 "attempts": 1,
                 "queue": 1,
@@ -107,8 +108,14 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
         # Open but executed nowhere: its worker died, or the delivery ended without the ledger
         # hearing of it (the outcome's write met a storage outage).
         if int(job.get("resends") or 0) >= settings.max_resends:
+            lost = {"type": "JobLost", "message": f"resent {job.get('resends')} times"}
             final = ledger.fail(
-                services.db, job_id, {"type": "JobLost", "message": f"resent {job.get('resends')} times"}
+                services.db,
+                job_id,
+                lost,
+                extra=webhooks.outbox_push(
+                    webhooks.job_failed(job_id, job["type"], job.get("subject"), lost)
+                ),
             )
             if final is not None:
                 counts["lost"] += 1

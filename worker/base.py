@@ -18,7 +18,7 @@ from celery.worker.request import Request
 from pymongo.database import Database
 from redis import exceptions as redis_exceptions
 
-from mwap import enqueue, jobtypes, leases, ledger, logs, notify, redact, webhooks
+from mwap import enqueue, jobtypes, leases, ledger, logs, notify, webhooks
 from mwap.connections import mongo_db, redis_client
 from mwap.ids import is_oid, oid
 from mwap.jobtypes import JobType
@@ -419,14 +419,7 @@ class JobTask(Task):
         delivery = delivery_of(self.request)
         summary = ledger.error_summary(exc)
         # The job.failed webhook event goes in the ledger's final write itself (an outbox entry).
-        failed = webhooks.event(
-            webhooks.JobFailed(
-                job_id=str(args[0]),
-                type=self.name,
-                subject=delivery.subject or {},
-                error={"type": summary["type"], "message": redact.public_text(summary["message"])[:500]},
-            )
-        )
+        failed = webhooks.job_failed(args[0], self.name, delivery.subject, summary)
         with _tolerating_outage("on_failure", task_id):
             final = ledger.fail(
                 self.db(),

@@ -140,6 +140,7 @@ def test_every_stored_secret_is_listed_once_under_its_collection() -> None:
         ("cloudIntegrations", "authData.accessToken"),
         ("cloudIntegrations", "authData.refreshToken"),
         ("cloudProviders", "clientSecret"),
+        ("webhookEndpoints", "secret"),
     ]
     assert all(secret.collection == collection for collection, secret in listed)
     assert provider_binding("p-1") == CLIENT_SECRET.binding("p-1")

@@ -10,8 +10,9 @@ import pytest
 from bson import ObjectId
 from pymongo.database import Database
 
+from mwap import webhooks
 from mwap.connections import mongo_client
-from mwap.crypto import KeyRing, integration_binding, provider_binding
+from mwap.crypto import WEBHOOK_SECRET, KeyRing, integration_binding, provider_binding
 from mwap.indexes import ensure_indexes
 from mwap.rotation import rotate
 from mwap.settings import Settings
@@ -65,6 +66,9 @@ def key_ids(db: Database, ring: KeyRing) -> set[str]:
 def test_interrupted_rotation_resumes_and_loses_nothing(fresh: Database) -> None:
     old = KeyRing.parse(f"k1:{OLD_KEY}")
     tokens = seed(fresh, old, 7)
+    endpoint, signing = webhooks.create_endpoint(
+        fresh, old, factories.tenant(fresh)["_id"], url="https://hooks.example.com/a", events=["job.failed"]
+    )
     new = KeyRing.parse(f"k2:{NEW_KEY},k1:{OLD_KEY}")
 
     def stop_after_first_batch(collection: str, report: object) -> None:
@@ -77,13 +81,17 @@ def test_interrupted_rotation_resumes_and_loses_nothing(fresh: Database) -> None
 
     report = rotate(fresh, new, batch_size=3)
     assert report.failures == []
-    assert report.rotated_documents == 7 - 3 + 1  # the rest, plus the provider's clientSecret
+    # The rest, plus the provider's clientSecret and the webhook endpoint's signing secret.
+    assert report.rotated_documents == 7 - 3 + 1 + 1
     assert key_ids(fresh, new) == {"k2"}
     assert plaintexts(fresh, KeyRing.parse(f"k2:{NEW_KEY}")) == tokens  # the old key can now be retired
     provider = fresh["cloudProviders"].find_one()
     assert new.decrypt(provider["clientSecret"], provider_binding(provider["_id"])) == "secret-google-drive"
     audit = fresh["auditLogs"].find_one({"action": "keys.rotated"}, sort=[("createdAt", -1)])
-    assert audit["details"]["rotatedSecrets"] == 2 * 4 + 1
+    stored = fresh["webhookEndpoints"].find_one({"_id": endpoint["_id"]})
+    assert new.key_id_of(stored["secret"]) == "k2"
+    assert new.decrypt(stored["secret"], WEBHOOK_SECRET.binding_of(stored)) == signing
+    assert audit["details"]["rotatedSecrets"] == 2 * 4 + 1 + 1
     assert rotate(fresh, new).rotated_secrets == 0  # idempotent
 
 

@@ -110,3 +110,20 @@ def test_a_job_resent_too_often_is_failed_as_lost(quick: Services, db: Database,
     final = db["jobs"].find_one({"_id": doc["_id"]})
     assert final["status"] == "failed"
     assert final["error"]["type"] == "JobLost"
+
+
+def test_a_job_failed_as_lost_emits_job_failed_in_that_write(quick: Services, db: Database, producer) -> None:
+    tenant = factories.tenant(db)
+    doc = lost_job(db, resends=2, tenantId=tenant["_id"], subject={"integrationId": "int-lost"})
+    reconcile.reconcile(quick, producer)
+    final = db["jobs"].find_one({"_id": doc["_id"]})
+    assert final["status"] == "failed"
+    # In the ledger's outbox, or already relayed into the tenant's events by a worker.
+    outbox = [
+        e for e in final.get("mwapTasks", {}).get("webhookOutbox", []) if e["data"]["jobId"] == doc["_id"]
+    ]
+    relayed = list(db["webhookEvents"].find({"tenantId": tenant["_id"], "data.jobId": doc["_id"]}))
+    events = outbox + relayed
+    assert [e["type"] for e in events] == ["job.failed"]
+    assert events[0]["data"]["error"]["type"] == "JobLost"
+    assert events[0]["data"]["subject"] == {"integrationId": "int-lost"}
