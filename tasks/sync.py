@@ -149,10 +149,18 @@ class IntegrationStopped(Skip):
     """The integration was disabled or removed while the sync ran: stop at the checkpoint."""
 
 
+# The counts a sync.completed event reports for a whole sync, continuations included.
+_TOTALS = ("added", "written", "deleted")
+
+
 class Syncer:
     """One run over one integration."""
 
-    def __init__(self, conn: Connection, *, job_id: str, full: bool, budget: float) -> None:
+    def __init__(
+        self, conn: Connection, *, job_id: str, full: bool, budget: float, carry: bool = False
+    ) -> None:
+        """``carry``: this run goes on from an earlier one (a continuation or a retry), whose counts
+        stored at its checkpoints (``mwapTasks.syncTotals``) the sync.completed event adds up."""
         self.conn = conn
         self.integration_id = conn.integration_id
         self.provider_id = conn.integration["providerId"]
@@ -168,6 +176,23 @@ class Syncer:
         self.job_id = job_id
         self.deadline = time.monotonic() + budget
         self.outcome = Outcome(relisting=self.run_id is not None)
+        self.carry = carry
+        self._stored = (0, 0, 0)  # (added, written, deleted) of this run already in syncTotals
+
+    def _unstored(self) -> dict[str, int]:
+        """This run's counts not yet in ``mwapTasks.syncTotals``; marks them stored."""
+        counts = (self.outcome.added, self.outcome.written, self.outcome.deleted)
+        delta = {name: now_ - then for name, now_, then in zip(_TOTALS, counts, self._stored, strict=True)}
+        self._stored = counts
+        return delta
+
+    def _totals_update(self) -> dict[str, Any]:
+        """The update fragment that adds this run's new counts to the chain's (or starts them)."""
+        delta = self._unstored()
+        if self.carry:
+            return {"$inc": {f"mwapTasks.syncTotals.{name}": n for name, n in delta.items()}}
+        self.carry = True  # from now on the stored totals are this chain's
+        return {"$set": {f"mwapTasks.syncTotals.{name}": n for name, n in delta.items()}}
 
     def run(self) -> Outcome:
         if self.cursor is None:
@@ -262,6 +287,9 @@ class Syncer:
 
     def _checkpoint(self, cursor: str | None) -> None:
         self.cursor = cursor
+        # The counts go with the cursor they are counted up to: a retry resuming from this
+        # checkpoint neither loses nor repeats them.
+        totals = self._totals_update()
         saved = self.conn.integrations.update_one(
             # Only while the integration stays active: disabling it stops a running sync here.
             {"_id": self.integration_id, "status": "active"},
@@ -270,7 +298,9 @@ class Syncer:
                     "mwapTasks.syncCursor": cursor,
                     "mwapTasks.syncRunId": self.run_id if self.outcome.relisting else None,
                     "mwapTasks.linksFingerprint": self.router.fingerprint,
-                }
+                    **totals.get("$set", {}),
+                },
+                **({"$inc": totals["$inc"]} if "$inc" in totals else {}),
             },
         )
         self.conn.record_usage()
@@ -286,13 +316,19 @@ class Syncer:
             ).deleted_count
         for project_id in self.router.project_ids:
             update_project_totals(self.files, self.projects, project_id, last_sync=moment)
-        # The sync.completed webhook event is written with the completion itself.
+        # The sync.completed webhook event is written with the completion itself, with the counts
+        # of the whole sync: this run's, and those its earlier runs stored at their checkpoints.
+        totals = self._unstored()
+        if self.carry:
+            state = self.conn.integrations.find_one({"_id": self.integration_id}, {"mwapTasks.syncTotals": 1})
+            stored = ((state or {}).get("mwapTasks") or {}).get("syncTotals") or {}
+            totals = {name: n + int(stored.get(name) or 0) for name, n in totals.items()}
         completed = webhooks.event(
             webhooks.SyncCompleted(
                 integration_id=str(self.integration_id),
-                added=self.outcome.added,
-                changed=max(0, self.outcome.written - self.outcome.added),
-                deleted=self.outcome.deleted,
+                added=totals["added"],
+                changed=max(0, totals["written"] - totals["added"]),
+                deleted=totals["deleted"],
             )
         )
         self.conn.integrations.update_one(
@@ -303,6 +339,7 @@ class Syncer:
                     "mwapTasks.syncRunId": None,
                     "mwapTasks.lastSyncStats": self.outcome.summary(),
                 },
+                "$unset": {"mwapTasks.syncTotals": ""},
                 **webhooks.outbox_push(completed),
             },
         )
@@ -330,11 +367,18 @@ def update_project_totals(
 
 
 def sync(
-    services: Services, tenant_id: ObjectId | str, integration_id: ObjectId | str, *, job_id: str, full: bool
+    services: Services,
+    tenant_id: ObjectId | str,
+    integration_id: ObjectId | str,
+    *,
+    job_id: str,
+    full: bool,
+    carry: bool = False,
 ) -> Outcome:
     conn = open_connection(services, tenant_id, integration_id)
     try:
-        return Syncer(conn, job_id=job_id, full=full, budget=services.settings.sync_time_budget).run()
+        budget = services.settings.sync_time_budget
+        return Syncer(conn, job_id=job_id, full=full, budget=budget, carry=carry).run()
     finally:
         conn.record_usage()
 
@@ -368,7 +412,9 @@ def run_sync(task: JobTask, job: Job, *, project_id: str | None) -> dict[str, An
     # "full" restarts the listing on the first attempt only; retries resume from the checkpoint.
     full = bool(job.params.get("full")) and job.attempts == 1
     try:
-        outcome = sync(services, tenant_id, integration_id, job_id=job.id, full=full)
+        # A continuation, or a retry resuming from a checkpoint, adds to the counts stored so far.
+        carry = job.continues is not None or job.attempts > 1
+        outcome = sync(services, tenant_id, integration_id, job_id=job.id, full=full, carry=carry)
     except CursorReset:
         # Void twice in one run: drop the cursor so the retry starts a clean relisting.
         services.store.tenant(tenant_id)["cloudIntegrations"].update_one(

@@ -48,6 +48,7 @@ class Job:
     created_at: datetime
     lease_key: str | None = None
     retries: int = 0  # retries spent, as the ledger counts them (storage outages never count)
+    continues: str | None = None  # the job this one continues (``enqueue.continue_job``)
 
     @property
     def tenant(self) -> str:
@@ -68,6 +69,7 @@ class Job:
             created_at=doc["createdAt"],
             lease_key=doc.get("leaseKey"),
             retries=len(doc.get("retries") or []),
+            continues=doc.get("continues"),
         )
 
 

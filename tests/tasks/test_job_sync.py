@@ -159,10 +159,17 @@ def test_a_run_over_its_budget_stops_at_a_checkpoint(
     assert outcome.continued is True
     assert outcome.pages == 1
     conn = open_connection(services, tenant_id, integration["_id"])
-    rest = sync.Syncer(conn, job_id="budget-2", full=False, budget=60).run()
+    rest = sync.Syncer(conn, job_id="budget-2", full=False, budget=60, carry=True).run()
     assert rest.continued is False
     assert stored_set(db, integration).keys() == provider_set(fake, account.id).keys()
     assert len(stored_set(db, integration)) == 5
+    # One sync.completed for the whole sync, counting both runs (in the outbox, or relayed already).
+    state = db["cloudIntegrations"].find_one({"_id": integration["_id"]})["mwapTasks"]
+    events = [e for e in state.get("webhookOutbox", []) if e["type"] == "sync.completed"]
+    events += db["webhookEvents"].find({"tenantId": tenant_id, "type": "sync.completed"})
+    mine = [e["data"] for e in events if e["data"]["integrationId"] == str(integration["_id"])]
+    assert [(d["added"], d["changed"], d["deleted"]) for d in mine] == [(5, 0, 0)]
+    assert "syncTotals" not in state
 
 
 def test_project_router_prefers_the_closest_folder() -> None:
