@@ -199,6 +199,11 @@ class IntegrationState(Document):
     refresh_cooldown_until: datetime | None = Field(default=None, alias="refreshCooldownUntil")
     health_checked_at: datetime | None = Field(default=None, alias="healthCheckedAt")
     status_reason: str | None = Field(default=None, alias="statusReason")
+    # Set when the platform marks the integration ``error`` for its authorization; cleared, with
+    # the integration.recovered webhook event, once it is active and answering again.
+    auth_failed_at: datetime | None = Field(default=None, alias="authFailedAt")
+    # A sync's counts so far (added, written, deleted), stored with each checkpoint's cursor.
+    sync_totals: dict[str, int] | None = Field(default=None, alias="syncTotals")
 
 
 class CloudIntegration(Document):

@@ -123,6 +123,7 @@ def _set_status(ctx: Context, integration_id: str, fields: dict[str, Any], actio
         # Back from an error: the integration.recovered webhook event rides this very update.
         recovered = webhooks.event(webhooks.IntegrationRecovered(integration_id=str(doc["_id"])))
         update.update(webhooks.outbox_push(recovered))
+        update["$unset"] = {"mwapTasks.authFailedAt": ""}  # recovered here: not again at a health check
         query["status"] = "error"
     if not ctx.store.tenant(doc["tenantId"])["cloudIntegrations"].update_one(query, update).matched_count:
         # Its status moved since it was read: write the change alone (no event for a change not seen).

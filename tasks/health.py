@@ -97,6 +97,7 @@ def _record(conn: Connection, *, ok: bool, error: str | None = None) -> dict[str
         update = {"health.status": "healthy", "health.errorCount": 0, "health.lastError": None}
         health: dict[str, Any] = {"status": "healthy", "errorCount": 0}
         _write_health(conn, {**update, **checked}, health)
+        _note_recovery(conn)
         return health
     previous = int((conn.integration.get("health") or {}).get("errorCount") or 0)
     count = previous + 1
@@ -105,6 +106,19 @@ def _record(conn: Connection, *, ok: bool, error: str | None = None) -> dict[str
     update = {"health.status": status, "health.errorCount": count, "health.lastError": health["lastError"]}
     _write_health(conn, {**update, **checked}, health)
     return health
+
+
+def _note_recovery(conn: Connection) -> None:
+    """An integration the platform marked ``error`` for its authorization is active and answering
+    again (the MWAP backend had it re-authorized): clear the mark, and emit
+    ``integration.recovered`` in that same write (once: the write is conditional on the mark)."""
+    if not (conn.integration.get("mwapTasks") or {}).get("authFailedAt"):
+        return
+    recovered = webhooks.event(webhooks.IntegrationRecovered(integration_id=str(conn.integration_id)))
+    conn.integrations.update_one(
+        {"_id": conn.integration_id, "status": "active", "mwapTasks.authFailedAt": {"$ne": None}},
+        {"$unset": {"mwapTasks.authFailedAt": ""}, **webhooks.outbox_push(recovered)},
+    )
 
 
 def _record_account(conn: Connection, info: AccountInfo) -> None:

@@ -151,7 +151,14 @@ def mark_error(
     changed = integrations.update_one(
         {"_id": integration_id, "status": {"$ne": "error"}},
         {
-            "$set": {"status": "error", "mwapTasks.statusReason": reason[:500], "updatedAt": now()},
+            # authFailedAt: the platform's own mark, cleared (with integration.recovered) by the
+            # first successful health check once the integration is active again.
+            "$set": {
+                "status": "error",
+                "mwapTasks.statusReason": reason[:500],
+                "mwapTasks.authFailedAt": now(),
+                "updatedAt": now(),
+            },
             **webhooks.outbox_push(failed),
         },
     ).modified_count

@@ -21,7 +21,9 @@ from mwap.services import Services
 from mwap.settings import Settings
 from ops.fake_providers.control import FakeProviders
 from ops.processes import wait_for
+from tasks import health
 from tasks import webhooks as webhook_tasks
+from tasks.integrations import mark_error
 from tasks.providers.outbound import DEV_LOOPBACK, OutboundPolicy
 from worker.app import create_celery_app
 
@@ -481,3 +483,30 @@ def test_reconnect_after_an_error_emits_recovered(
         payload = Webhook(created["secret"]).verify(request.body, request.headers)
         assert payload["type"] == "integration.recovered"
         assert payload["data"] == {"integrationId": str(integration["_id"])}
+
+
+def emitted(db: Database, tenant_id: ObjectId, integration_id: ObjectId, kind: str) -> list[dict]:
+    """The ``kind`` events of an integration: still in its outbox, or relayed already by a worker."""
+    state = db["cloudIntegrations"].find_one({"_id": integration_id})["mwapTasks"]
+    events = [e for e in state.get("webhookOutbox", []) if e["type"] == kind]
+    events += db["webhookEvents"].find({"tenantId": tenant_id, "type": kind})
+    return [e for e in events if e["data"]["integrationId"] == str(integration_id)]
+
+
+def test_a_reauthorization_by_the_backend_is_noticed_as_recovered(
+    services: Services, db: Database, ring, fake: FakeProviders
+) -> None:
+    tenant, _ = tenant_with_key(db)
+    account = fake.create_account("google-drive")
+    integration = factories.integration_for(db, ring, tenant["_id"], account)
+    assert mark_error(
+        services, tenant["_id"], integration["_id"], "needs re-authorization", action="health.failed"
+    )
+    assert len(emitted(db, tenant["_id"], integration["_id"], "integration.auth_failed")) == 1
+    # The MWAP backend has the owner re-authorize: the integration is active again (as it writes it).
+    db["cloudIntegrations"].update_one({"_id": integration["_id"]}, {"$set": {"status": "active"}})
+    assert health.check(services, tenant["_id"], integration["_id"])["status"] == "healthy"
+    assert health.check(services, tenant["_id"], integration["_id"])["status"] == "healthy"
+    assert len(emitted(db, tenant["_id"], integration["_id"], "integration.recovered")) == 1  # once
+    stored = db["cloudIntegrations"].find_one({"_id": integration["_id"]})
+    assert "authFailedAt" not in stored["mwapTasks"]
