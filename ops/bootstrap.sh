@@ -42,20 +42,25 @@ if [ -z "${MWAP_REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; th
   fi
 fi
 
-# promtool (Debian's prometheus package) checks ops/prometheus-alerts.yml in the tests (tests/deploy).
-# Only ops/test needs it; ops/run does not ask for it.
-if [ -n "${MWAP_NEED_PROMTOOL:-}" ] && ! command -v promtool >/dev/null 2>&1; then
+# promtool (Debian's prometheus package) checks ops/prometheus-alerts.yml and kubectl (Debian's
+# kubernetes-client: `kubectl kustomize`) renders deploy/k8s in the tests (tests/deploy).
+# Only ops/test needs them; ops/run does not ask for them.
+if [ -n "${MWAP_NEED_PROMTOOL:-}" ] && { ! command -v promtool >/dev/null 2>&1 || ! command -v kubectl >/dev/null 2>&1; }; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "ops: installing Debian's prometheus (for promtool)" >&2
+    packages=""
+    command -v promtool >/dev/null 2>&1 || packages="$packages prometheus"
+    command -v kubectl >/dev/null 2>&1 || packages="$packages kubernetes-client"
+    echo "ops: installing Debian packages:$packages (for promtool and kubectl)" >&2
     apt-get update -qq >&2
     # Only its promtool is used: a policy-rc.d answering 101 keeps the package's server from starting.
     policy=/usr/sbin/policy-rc.d
     own_policy=""
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >&2
     if [ -n "$own_policy" ]; then rm -f "$policy"; fi
   else
-    echo "ops: promtool is missing. Install it (apt-get install prometheus)." >&2
+    echo "ops: promtool or kubectl is missing. Install them (apt-get install prometheus kubernetes-client)." >&2
     exit 1
   fi
 fi
