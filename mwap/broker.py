@@ -141,6 +141,19 @@ def held_job_ids(client: redis.Redis, *, held_for: float, now: float | None = No
     }
 
 
+def drop_held(client: redis.Redis, delivery_tags: Iterable[str]) -> int:
+    """Forget messages held by a consumer known to be dead, by delivery tag (kombu's are uuids);
+    how many were there. What kombu's ack does (``QoS._remove_from_indices``), so the visibility
+    timeout never restores them; a live consumer's later ack of one finds nothing and does nothing."""
+    tags = list(delivery_tags)
+    if not tags:
+        return 0
+    pipe = client.pipeline(transaction=True)
+    pipe.zrem(UNACKED_INDEX_KEY, *tags)
+    pipe.hdel(UNACKED_KEY, *tags)
+    return int(pipe.execute()[1] or 0)
+
+
 def broker_job_ids(
     client: redis.Redis, *, held_for: float, queues: Iterable[str] | None = None
 ) -> set[str] | None:

@@ -102,6 +102,13 @@ def indexes(settings: Settings) -> list[Index]:
             [("type", ASCENDING), ("status", ASCENDING), ("createdAt", DESCENDING)],
         ),
         Index("jobs", "status_created", [("status", ASCENDING), ("createdAt", ASCENDING)]),
+        # the dead-worker check: a dead worker run's running jobs (only running jobs are indexed)
+        Index(
+            "jobs",
+            "mwap_running_worker_run",
+            [("workerRun", ASCENDING)],
+            {"partialFilterExpression": {"status": "running"}},
+        ),
         Index(
             "jobs",
             "finished_ttl",

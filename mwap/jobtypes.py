@@ -166,11 +166,12 @@ def scheduled() -> list[JobType]:
 
 
 def routes() -> dict[str, dict[str, str]]:
-    """Celery ``task_routes``: each job type to its queue; the dispatchers and the reconciler to
-    ``maintenance``."""
+    """Celery ``task_routes``: each job type to its queue; the dispatchers, the reconciler and the
+    dead-worker check to ``maintenance``."""
     table: dict[str, dict[str, str]] = {name: {"queue": jt.queue.value} for name, jt in job_types().items()}
     table["dispatch.*"] = {"queue": Queue.MAINTENANCE.value}
     table["system.reconcile"] = {"queue": Queue.MAINTENANCE.value}
+    table["system.recover_dead_workers"] = {"queue": Queue.MAINTENANCE.value}
     table["webhooks.*"] = {"queue": Queue.WEBHOOKS.value}
     return table
 

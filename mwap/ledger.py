@@ -82,13 +82,23 @@ def new_job(
 
 
 def start(
-    db: Database[Document], job_id: str, *, worker: str, job_type: str | None = None
+    db: Database[Document],
+    job_id: str,
+    *,
+    worker: str,
+    job_type: str | None = None,
+    worker_run: str | None = None,
+    exec_owner: str | None = None,
 ) -> dict[str, Any] | None:
     """Mark a job running and count the attempt; None when it is already final or unknown, or
     (with ``job_type``) of another type, in which case it is left exactly as it was.
 
     ``running`` is accepted as a starting state: a message redelivered after its worker died
-    finds its job still running and must be allowed to take it over.
+    finds its job still running and must be allowed to take it over. The same write records who
+    runs it: the worker's node name, its run (``workerRun``, whose heartbeat says whether it lives:
+    ``mwap.liveness``) and the execution lock's owner (``execOwner``, ``host:pid:delivery tag``),
+    so a dead worker's jobs are found, their locks freed and their held messages dropped
+    (tasks/dead_workers.py). Both are overwritten, with None if unknown, by every start.
     """
     query: dict[str, Any] = {"_id": job_id, "status": {"$in": OPEN}}
     if job_type is not None:
@@ -96,7 +106,13 @@ def start(
     return db[COLLECTION].find_one_and_update(
         query,
         {
-            "$set": {"status": Status.RUNNING.value, "startedAt": now(), "worker": worker},
+            "$set": {
+                "status": Status.RUNNING.value,
+                "startedAt": now(),
+                "worker": worker,
+                "workerRun": worker_run,
+                "execOwner": exec_owner,
+            },
             "$inc": {"attempts": 1},
         },
         return_document=ReturnDocument.AFTER,

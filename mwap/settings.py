@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     beat_lock_timeout: int = Field(default=30, ge=5)  # leader lease; a standby takes over after it
     stale_job_after: int = Field(default=600, ge=1)  # reconciler: open jobs untouched this long
     max_resends: int = Field(default=5, ge=1)  # reconciler: then the job is failed as lost
+    # Dead workers (mwap/liveness.py, tasks/dead_workers.py): each worker's main process refreshes
+    # a heartbeat key in Redis this often, a key that expires this long after its last refresh;
+    # beat checks this often for workers whose key expired and resends the jobs they were running.
+    # A killed worker's jobs run again within TTL + check interval (+ pickup): 20 s by default.
+    worker_heartbeat_interval: int = Field(default=5, ge=1)
+    worker_heartbeat_ttl: int = Field(default=15, ge=2)
+    dead_worker_check_interval: int = Field(default=5, ge=1)
 
     # Task execution, seconds. The broker's visibility timeout must outlast the longest task,
     # or Redis hands a still-running job to a second worker.
@@ -171,6 +178,11 @@ class Settings(BaseSettings):
         if self.token_refresh_lookahead < self.token_refresh_interval:
             # A token expiring between two ticks would otherwise lapse before it is refreshed.
             raise ValueError("MWAP_TOKEN_REFRESH_LOOKAHEAD must be at least MWAP_TOKEN_REFRESH_INTERVAL")
+        if self.worker_heartbeat_ttl < 2 * self.worker_heartbeat_interval:
+            # One late refresh (a loaded host) must not make a live worker look dead.
+            raise ValueError(
+                "MWAP_WORKER_HEARTBEAT_TTL must be at least twice MWAP_WORKER_HEARTBEAT_INTERVAL"
+            )
         return self
 
 

@@ -11,8 +11,9 @@ for a job that is already final does nothing.
 """
 
 import logging
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from celery import shared_task
 from redis import Redis
@@ -56,6 +57,52 @@ def free_execution_lock(
     if job_id in executing.get(holder.decode().split(":", 1)[0], ()):
         return False
     return leases.release(redis, key, holder.decode())  # compare-and-delete: a new holder keeps it
+
+
+def resend_or_fail(
+    services: Services,
+    publish: enqueue.Publisher,
+    job: dict[str, Any],
+    moment: datetime,
+    *,
+    before_send: Callable[[], object] | None = None,
+) -> Literal["resent", "lost"] | None:
+    """Resend an open job no one runs, or fail it as lost once it was resent ``max_resends``
+    times; None when it changed since it was read (under load many finish during a pass).
+
+    ``job`` as read (``_id``, ``type``, ``status``, ``attempts``, ``queue``, ``resends``, and
+    ``workerRun`` when the caller read it: the resend is then conditional on it too).
+    ``before_send`` runs between the ledger's mark and the publish (freeing a dead holder's lock).
+    """
+    job_id = job["_id"]
+    if int(job.get("resends") or 0) >= services.settings.max_resends:
+        lost = {"type": "JobLost", "message": f"resent {job.get('resends')} times"}
+        final = ledger.fail(
+            services.db,
+            job_id,
+            lost,
+            extra=webhooks.outbox_push(webhooks.job_failed(job_id, job["type"], job.get("subject"), lost)),
+        )
+        if final is None:
+            return None
+        notify.job_ended(services.redis, job_id, ledger.Status.FAILED.value, final)
+        return "lost"
+    unchanged = {
+        "_id": job_id,
+        "status": job["status"],
+        "attempts": job.get("attempts", {"$exists": False}),
+        **({"workerRun": job["workerRun"]} if "workerRun" in job else {}),
+    }
+    jobs = services.store.unscoped(ledger.COLLECTION)
+    marked = jobs.update_one(unchanged, {"$inc": {"resends": 1}, "$set": {"reconciledAt": moment}})
+    if not marked.modified_count:
+        return None
+    if before_send is not None:
+        before_send()
+    job_type = jobtypes.get(job["type"])
+    queue = job.get("queue") or (job_type.queue.value if job_type else jobtypes.Queue.DEFAULT.value)
+    enqueue.resend(publish, job["type"], job_id, queue)
+    return "resent"
 
 
 def reconcile(services: Services, app: Any) -> dict[str, int]:
@@ -107,33 +154,9 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
                 continue  # too many messages to look: assume it is in there
         # Open but executed nowhere: its worker died, or the delivery ended without the ledger
         # hearing of it (the outcome's write met a storage outage).
-        if int(job.get("resends") or 0) >= settings.max_resends:
-            lost = {"type": "JobLost", "message": f"resent {job.get('resends')} times"}
-            final = ledger.fail(
-                services.db,
-                job_id,
-                lost,
-                extra=webhooks.outbox_push(
-                    webhooks.job_failed(job_id, job["type"], job.get("subject"), lost)
-                ),
-            )
-            if final is not None:
-                counts["lost"] += 1
-                notify.job_ended(services.redis, job_id, ledger.Status.FAILED.value, final)
-            continue
-        # Conditional on the job still being as we read it: under load many finish during a pass.
-        unchanged = {
-            "_id": job_id,
-            "status": job["status"],
-            "attempts": job.get("attempts", {"$exists": False}),
-        }
-        marked = jobs.update_one(unchanged, {"$inc": {"resends": 1}, "$set": {"reconciledAt": moment}})
-        if not marked.modified_count:
-            continue
-        job_type = jobtypes.get(job["type"])
-        queue = job.get("queue") or (job_type.queue.value if job_type else jobtypes.Queue.DEFAULT.value)
-        enqueue.resend(publish, job["type"], job_id, queue)
-        counts["resent"] += 1
+        outcome = resend_or_fail(services, publish, job, moment)
+        if outcome is not None:
+            counts[outcome] += 1
     if counts["resent"] or counts["lost"]:
         logger.warning(
             "reconcile: %(stale)d stale open jobs, %(resent)d resent, %(lost)d failed as lost", counts

@@ -24,6 +24,7 @@ from mwap.ids import is_oid, oid
 from mwap.jobtypes import JobType
 from mwap.services import Services, services_for
 from mwap.store import Store, TenantBoundaryError
+from worker import heartbeat
 from worker.app import publisher, settings_of
 from worker.delivery import Delivery, delivery_of
 
@@ -281,7 +282,10 @@ class JobTask(Task):
         redis = redis_client(settings)
         # One execution of a job at a time, even if its message was delivered twice (a broker
         # restore, or the reconciler's resend racing a slow worker).
-        owner = f"{request.hostname}:{os.getpid()}:{(request.delivery_info or {}).get('delivery_tag', '')}"
+        # The delivery tag is in the message's properties (Celery's delivery_info carries none): it
+        # names this delivery's entry in kombu's unacked hash (tasks/dead_workers.py drops it).
+        tag = (request.properties or {}).get("delivery_tag") or ""
+        owner = f"{request.hostname}:{os.getpid()}:{tag}"
         exec_key = delivery.exec_key = leases.exec_key(job_id)
         delivery.exec_owner = owner
         if not leases.acquire(redis, exec_key, owner, leases.exec_ttl(settings)):
@@ -291,7 +295,14 @@ class JobTask(Task):
             )
         # Only a job of this task's type starts: a forged message naming another type's job
         # changes nothing, and is told apart from a final or unknown job only then.
-        doc = ledger.start(self.db(), job_id, worker=request.hostname or "unknown", job_type=self.name)
+        doc = ledger.start(
+            self.db(),
+            job_id,
+            worker=request.hostname or "unknown",
+            job_type=self.name,
+            worker_run=heartbeat.run_id(),
+            exec_owner=owner,
+        )
         if doc is None:
             self._refuse_foreign(job_id, delivery)
             logger.info("job %s is final or unknown; nothing to do", job_id)

@@ -3,8 +3,9 @@
 ``install(app, worker=...)`` is called by the app factory. Every producer (API, beat, workers)
 stamps its messages with the publish time and the current request id; worker and beat processes
 also take over logging (``setup_logging``, so Celery does not install its own handlers), start
-Sentry and check the database's schema version (``check_database``), and — in workers — bind
-``jobId``/``jobType``/``requestId`` around each task and count jobs by type and outcome.
+Sentry and check the database's schema version (``check_database``), and — in workers — keep the
+heartbeat (``worker/heartbeat.py``), bind ``jobId``/``jobType``/``requestId`` around each task and
+count jobs by type and outcome.
 """
 
 import logging
@@ -19,6 +20,7 @@ from celery import Task, signals
 from mwap import broker, logs, metrics
 from mwap.sentry import init_sentry
 from mwap.settings import Settings
+from worker import heartbeat
 from worker.delivery import delivery_of
 
 if TYPE_CHECKING:  # worker.app imports this module
@@ -42,6 +44,8 @@ def install(app: "MwapCelery", *, worker: bool) -> None:
     _State.app = app
     signals.celeryd_init.connect(_on_worker_init)
     signals.worker_ready.connect(_on_worker_ready)
+    signals.worker_init.connect(_on_worker_start)
+    signals.worker_shutdown.connect(_on_worker_stop)
     signals.beat_init.connect(_on_beat_init)
     signals.setup_logging.connect(_on_setup_logging)
     signals.worker_process_shutdown.connect(_on_process_shutdown)
@@ -75,6 +79,16 @@ def _on_worker_init(**_: Any) -> None:
     init_sentry(_settings(), "worker")
     # Before the pool starts: a database a newer build migrated is refused here.
     check_database("worker", warn=False)
+
+
+def _on_worker_start(sender: Any = None, **_: Any) -> None:
+    # Main process, before the pool starts and before any message is consumed (worker/heartbeat.py).
+    heartbeat.start(_settings(), getattr(sender, "hostname", None) or "unknown")
+
+
+def _on_worker_stop(**_: Any) -> None:
+    # After a warm shutdown's pool has finished its jobs.
+    heartbeat.stop()
 
 
 def _on_worker_ready(**_: Any) -> None:

@@ -72,14 +72,16 @@ _task_names: tuple[int, frozenset[str]] = (-1, frozenset())  # (registry size, n
 
 
 def task_names() -> frozenset[str]:
-    """Every task a worker runs: the job types, their dispatchers and the reconciler.
+    """Every task a worker runs: the job types, their dispatchers, the reconciler and the dead-worker
+    check.
 
     Built again only when the registry grew (types are only ever added): every job's metrics
     fold its type through this set, three times per job."""
     global _task_names  # noqa: PLW0603 - a per-process cache of a per-process registry
     names = jobtypes.job_types()
     if _task_names[0] != len(names):
-        found = frozenset({*names, *(jt.dispatcher for jt in names.values()), "system.reconcile"})
+        passes = ("system.reconcile", "system.recover_dead_workers")
+        found = frozenset({*names, *(jt.dispatcher for jt in names.values()), *passes})
         _task_names = (len(names), found)
     return _task_names[1]
 

@@ -260,7 +260,8 @@ def test_dispatchers_and_the_reconciler_are_on_the_beat_schedule(settings: Setti
             "tenant.apply_retention",
         )
     }
-    assert set(schedule) == dispatchers | {"system.reconcile", "webhooks.sweep"}
+    passes = {"system.reconcile", "system.recover_dead_workers", "webhooks.sweep"}
+    assert set(schedule) == dispatchers | passes
     entry = schedule["dispatch.integration.sync_files"]
     assert entry["schedule"] == settings.sync_interval
     assert entry["options"]["expires"] == settings.sync_interval
