@@ -9,7 +9,6 @@ is meant to sit in a private network (compose binds it to 127.0.0.1). It serves 
 shares ``PROMETHEUS_MULTIPROC_DIR`` (gunicorn workers, Celery workers, beat) plus queue metrics.
 """
 
-import hmac
 import re
 import time
 import uuid
@@ -66,13 +65,10 @@ def _teardown_request(_error: BaseException | None) -> None:
 
 def _metrics() -> Response:
     settings = context.settings()
-    if settings.metrics_token is not None:
-        # Metrics carry no tenant data but do map the platform: with a token set, only its holder scrapes.
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        expected = settings.metrics_token.get_secret_value()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-            raise Problem(
-                401, "Metrics need the metrics token", headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
-            )
+    # Metrics carry no tenant data but do map the platform: with a token set, only its holder scrapes.
+    if not metrics.authorized(request.headers.get("Authorization", ""), settings.metrics_token):
+        raise Problem(
+            401, "Metrics need the metrics token", headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+        )
     body, content_type = metrics.render(settings)
     return Response(body, content_type=content_type)

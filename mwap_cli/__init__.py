@@ -19,6 +19,7 @@ from mwap_cli.db import db
 from mwap_cli.integrations import integrations
 from mwap_cli.jobs import jobs
 from mwap_cli.keys import keys
+from mwap_cli.metrics import metrics as metrics_group
 from mwap_cli.providers import providers
 from mwap_cli.queues import queues
 from mwap_cli.retention import retention
@@ -56,15 +57,17 @@ class MwapGroup(click.Group):
 @json_option
 @click.pass_context
 def main(ctx: click.Context, as_json: bool) -> None:
-    """Operate mwap-tasks: database, keys, jobs, queues, integrations."""
+    """Operate mwap-tasks: database, keys, jobs, queues, integrations, metrics."""
     import tasks  # noqa: PLC0415 - only when a subcommand runs: `mwap --help` stays fast
     from mwap import metrics  # noqa: PLC0415
 
     metrics.set_role("cli")
+    ctx.obj = Context(as_json)
+    if ctx.invoked_subcommand == "metrics":  # a sidecar serving files: no job types, less memory
+        return
     # The job types' registry, as every entry point loads it at start (indexes, enqueue, the ledger).
     tasks.load()
-    ctx.obj = Context(as_json)
 
 
-for command in (db, keys, tenants, providers, integrations, jobs, queues, retention, webhooks):
+for command in (db, keys, tenants, providers, integrations, jobs, queues, retention, webhooks, metrics_group):
     main.add_command(command)

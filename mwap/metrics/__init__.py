@@ -9,7 +9,8 @@ Inside:
 - ``multiprocess``: prometheus-client's multiprocess mode (the directory every process on a host
   writes to, its cleanup, the collector that merges it);
 - ``queues``: broker queue depth and age, read through ``mwap.broker`` at scrape time;
-- ``exposition``: ``render``, the ``/metrics`` body.
+- ``exposition``: ``render``, the ``/metrics`` body; ``pod_registry``, what ``mwap metrics serve``
+  serves; ``authorized``, the metrics token check.
 """
 
 from mwap.metrics.definitions import (
@@ -27,7 +28,7 @@ from mwap.metrics.definitions import (
     webhook_backlog,
     webhook_delivery,
 )
-from mwap.metrics.exposition import render
+from mwap.metrics.exposition import authorized, pod_registry, render
 from mwap.metrics.labels import (
     HTTP_METHODS,
     HTTP_STATUSES,
@@ -66,6 +67,7 @@ __all__ = [
     "TOKEN_REFRESH_OUTCOMES",
     "MongoCommandCounter",
     "QueueCollector",
+    "authorized",
     "breaker",
     "http_method_label",
     "http_request",
@@ -75,6 +77,7 @@ __all__ = [
     "job_outcome",
     "job_started",
     "multiprocess_dir",
+    "pod_registry",
     "process_exited",
     "provider_call",
     "provider_label",

@@ -49,16 +49,21 @@ def process_exited(pid: int | None = None) -> None:
 
 class HostCollector(Collector):
     """The metrics of every process on this host: the multiprocess files, plus this process's
-    in-memory registry when it does not write files itself (families merged by name)."""
+    in-memory registry when it does not write files itself (families merged by name).
 
-    def __init__(self, path: Path | None) -> None:
+    ``this_process=False`` leaves this process's registry out: a reader that is not itself one of
+    the metered processes (``mwap metrics serve``) would add its own zero-valued families, some
+    repeating a series the files already carry, and its process metrics under the pod's name."""
+
+    def __init__(self, path: Path | None, *, this_process: bool = True) -> None:
         self.path = path
+        self.this_process = this_process
 
     def collect(self) -> Iterator[Metric]:
         sources: list[Iterable[Metric]] = []
         if self.path is not None and self.path.is_dir():
             sources.append(MultiProcessCollector(None, path=str(self.path)).collect())
-        if not in_multiprocess_mode():
+        if self.this_process and not in_multiprocess_mode():
             sources.append(REGISTRY.collect())
         families: dict[str, Metric] = {}
         for source in sources:

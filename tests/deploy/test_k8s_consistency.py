@@ -17,6 +17,7 @@ from mwap import broker, jobtypes
 from mwap.metrics.multiprocess import MULTIPROC_ENV
 from mwap.settings import ENV_PREFIX, Settings
 from mwap_cli import main as mwap_main
+from mwap_cli.metrics import HEALTH_PATH, METRICS_PATH
 
 CELERY_APP = "worker.entry:celery_app"
 WORKER_PREFIX = "mwap-worker-"
@@ -379,3 +380,117 @@ def test_the_overlay_pins_the_image(base: list[Manifest], production: list[Manif
     assert ":" in image.rsplit("/", 1)[-1]
     assert {c["image"] for c in containers(base).values()} == {"mwap-tasks:latest"}
     assert {m["metadata"].get("namespace") for m in production if m["kind"] != "Namespace"} == {"mwap"}
+
+
+# --- metrics: every pod that writes metrics serves them --------------------------------------
+
+METRICS_SIDECAR = "metrics"
+SCRAPE = "prometheus.io/scrape"
+
+
+def sidecars(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
+    """The ``mwap metrics serve`` sidecar of each pod that has one, by object name."""
+    return {
+        name: c
+        for name, pod in pods(manifests).items()
+        for c in pod.get("initContainers", [])
+        if c["name"] == METRICS_SIDECAR
+    }
+
+
+def annotations(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
+    return {
+        m["metadata"]["name"]: m["spec"]["template"]["metadata"].get("annotations", {})
+        for m in manifests
+        if m["kind"] in {"Deployment", "Job"}
+    }
+
+
+def test_every_worker_and_beat_pod_serves_its_metrics_directory(production: list[Manifest]) -> None:
+    """On Kubernetes each pod's metrics directory is its own: a sidecar serves it, read-only."""
+    served = sidecars(production)
+    assert set(served) == {"mwap-beat", *workers(production)}
+    with click.Context(mwap_main) as ctx:
+        group = mwap_main.get_command(ctx, "metrics")
+        assert isinstance(group, click.Group)
+        assert group.get_command(ctx, "serve") is not None
+    main_image = {c["image"] for c in containers(production).values()}
+    for name, sidecar in served.items():
+        pod = pods(production)[name]
+        (main,) = pod["containers"]
+        command = sidecar["command"]
+        assert command[:3] == ["mwap", "metrics", "serve"], name
+        assert option(command, "--host") == "0.0.0.0", name
+        # A native sidecar: up before the main container, stopped after it (the drain's last scrapes).
+        assert sidecar["restartPolicy"] == "Always", name
+        assert {sidecar["image"]} == main_image, name
+        # It reads the directory the main container's processes write, and cannot write to it.
+        directory = {e["name"]: e.get("value") for e in main["env"]}[MULTIPROC_ENV]
+        assert option(command, "--dir") == directory, name
+        writer = {m["mountPath"]: m for m in main["volumeMounts"]}[directory]
+        (reader,) = sidecar["volumeMounts"]
+        assert (reader["name"], reader["mountPath"]) == (writer["name"], directory), name
+        assert reader["readOnly"] is True, name
+        assert not writer.get("readOnly"), name
+        # Without the variable (its PIDs would be the worker's file names) and with only the token.
+        assert "envFrom" not in sidecar, name
+        (token,) = sidecar["env"]
+        assert token["name"] == f"{ENV_PREFIX}METRICS_TOKEN", name
+        assert token["valueFrom"]["secretKeyRef"] == {
+            "name": "mwap-secrets",
+            "key": f"{ENV_PREFIX}METRICS_TOKEN",
+            "optional": True,
+        }, name
+        # Probe and scrape on the named port the server binds, on the paths it serves.
+        (port,) = sidecar["ports"]
+        assert port == {"name": "metrics", "containerPort": int(option(command, "--port"))}, name
+        assert sidecar["livenessProbe"]["httpGet"] == {"path": HEALTH_PATH, "port": "metrics"}, name
+        assert sidecar["livenessProbe"]["timeoutSeconds"] <= sidecar["livenessProbe"]["periodSeconds"]
+        assert annotations(production)[name] == {
+            SCRAPE: "true",
+            "prometheus.io/port": str(port["containerPort"]),
+            "prometheus.io/path": METRICS_PATH,
+        }, name
+        # Small, and as locked down as the main container.
+        assert sidecar["resources"]["limits"]["memory"] == "128Mi", name
+        assert sidecar["resources"]["requests"] == {"memory": "80Mi", "cpu": "10m"}, name
+        assert sidecar["securityContext"] == main["securityContext"], name
+
+
+def test_the_api_pods_are_scraped_on_their_own_port(production: list[Manifest]) -> None:
+    api = containers(production)["mwap-api"]
+    (port,) = api["ports"]
+    assert annotations(production)["mwap-api"] == {
+        SCRAPE: "true",
+        "prometheus.io/port": str(port["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
+    scraped = {name for name, found in annotations(production).items() if found.get(SCRAPE) == "true"}
+    assert scraped == {"mwap-api", "mwap-beat", *workers(production)}
+
+
+def test_network_policies_let_the_monitoring_namespace_scrape_every_metrics_port(
+    production: list[Manifest],
+) -> None:
+    policies = of_kind(production, "NetworkPolicy")
+    labels = pod_labels(production)
+    for name, found in annotations(production).items():
+        if found.get(SCRAPE) != "true":
+            continue
+        port = int(found["prometheus.io/port"])
+        admitted = [
+            rule
+            for policy in policies.values()
+            if selects(policy["spec"]["podSelector"], labels[name])
+            for rule in policy["spec"].get("ingress", [])
+            if port in [p["port"] for p in rule["ports"]]
+        ]
+        assert admitted, f"{name}: nothing lets Prometheus reach port {port}"
+    # The sidecars' port: only from the monitoring namespace, never from anywhere.
+    metrics_policy = policies["mwap-metrics-ingress"]["spec"]
+    selected = {p for p, pod in labels.items() if selects(metrics_policy["podSelector"], pod)}
+    assert selected == set(sidecars(production))
+    (rule,) = metrics_policy["ingress"]
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert rule["from"] == [monitoring]
+    assert [p["port"] for p in rule["ports"]] == [9108]

@@ -112,3 +112,24 @@ def test_a_misspelt_metric_is_caught(exported: set[str]) -> None:
     """The check above can fail: a counter without _total, or a histogram's bare name."""
     for wrong in ("mwap_jobs_started", "mwap_job_duration_seconds", "mwap_queue_depth_total"):
         assert wrong not in exported
+
+
+def test_queue_gauges_are_never_added_across_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each API pod exports the broker's gauges (queue depth and age, broker up): a ``sum`` would
+    count them once per replica. Every use of one takes the ``max`` (or tests its absence)."""
+    monkeypatch.setattr("mwap.metrics.queues.redis_client", lambda _settings: _Redis())
+    names = {family.name for family in QueueCollector(object()).collect()}
+    assert {"mwap_queue_depth", "mwap_queue_oldest_message_age_seconds", "mwap_broker_up"} <= names
+    dashboard = json.loads(DASHBOARD.read_text())
+    rules = yaml.safe_load(RULES.read_text())
+    queries = [*strings(dashboard, {"expr", "query", "definition"}), *strings(rules, {"expr"})]
+    seen = 0
+    for query in queries:
+        for match in METRIC.finditer(query):
+            if match.group() not in names:
+                continue
+            seen += 1
+            before = query[: match.start()].rstrip()
+            assert re.search(r"(\bmax(\s+by\s*\(\s*queue\s*\))?\s*\(|\babsent\()$", before), query
+            assert not re.search(r"\b(sum|avg|count)\b", query), query
+    assert seen >= 4, "the dashboard and rules read the queue gauges"
