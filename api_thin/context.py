@@ -7,7 +7,7 @@ from flask import current_app
 from pymongo.database import Database
 from redis import Redis
 
-from mwap import connections, notify
+from mwap import connections, mongo_options, notify
 from mwap.crypto import KeyRing
 from mwap.enqueue import BatchingPublisher
 from mwap.settings import Settings
@@ -36,6 +36,15 @@ def db() -> Database:
 def store() -> Store:
     """Tenant scopes, global collections and the explicit cross-tenant door over ``db()``."""
     return Store(db())
+
+
+def list_store() -> Store:
+    """``store()`` for the list endpoints, reading at ``MWAP_MONGO_LIST_READ_PREFERENCE``: the one
+    place their reads may leave the primary (``mwap.mongo_options``). A listing may then trail a
+    write by the replication lag; a single document read after a write (``GET /v1/jobs/{id}``, its
+    ``?wait``, a lookup before a change) uses ``store()``/``db()`` and the primary."""
+    source = settings()
+    return Store(db().with_options(read_preference=mongo_options.list_read_preference(source)))
 
 
 def redis() -> Redis:

@@ -45,11 +45,13 @@ def _file(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "id": doc["_id"]}
 
 
-def _slugs(docs: list[dict[str, Any]]) -> dict[Any, str | None]:
-    """Provider slugs by provider id, for the integrations shown (one query)."""
+def _slugs(docs: list[dict[str, Any]], store: Store | None = None) -> dict[Any, str | None]:
+    """Provider slugs by provider id, for the integrations shown (one query, through ``store``)."""
     ids = list({doc.get("providerId") for doc in docs})
     providers = (
-        Store(context.db()).global_collection("cloudProviders").find({"_id": {"$in": ids}}, {"slug": 1})
+        (store or Store(context.db()))
+        .global_collection("cloudProviders")
+        .find({"_id": {"$in": ids}}, {"slug": 1})
     )
     return {provider["_id"]: provider.get("slug") for provider in providers}
 
@@ -73,7 +75,7 @@ def list_integrations(call: Call) -> Reply:
         if not is_oid(after):
             raise Problem(400, "Invalid cursor", slug="invalid-cursor")
         find["_id"] = {"$gt": oid(after)}
-    store = Store(context.db())
+    store = context.list_store()
     collection = (
         store.tenant(tenant_id)["cloudIntegrations"] if tenant_id else store.unscoped("cloudIntegrations")
     )
@@ -81,7 +83,7 @@ def list_integrations(call: Call) -> Reply:
     more = len(docs) > query.limit
     docs = docs[: query.limit]
     next_cursor = pagination.encode("integrations", id=str(docs[-1]["_id"])) if more else None
-    slugs = _slugs(docs)
+    slugs = _slugs(docs, store)
     items = list(
         valid_documents(
             IntegrationOut,
@@ -158,7 +160,7 @@ def list_files(call: Call) -> Reply:
         )
     if conditions:
         find["$and"] = conditions
-    files = Store(context.db()).tenant(integration["tenantId"])["virtualFiles"]
+    files = context.list_store().tenant(integration["tenantId"])["virtualFiles"]
     docs = list(files.find(find).sort([("path", 1), ("_id", 1)]).limit(query.limit + 1))
     more = len(docs) > query.limit
     docs = docs[: query.limit]

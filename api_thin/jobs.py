@@ -347,7 +347,7 @@ def list_jobs(call: Call) -> Reply:
         )
     if conditions:
         find["$and"] = conditions
-    store = Store(context.db())
+    store = context.list_store()
     collection = store.tenant(tenant_id)["jobs"] if tenant_id else store.unscoped(ledger.COLLECTION)
     docs = list(collection.find(find).sort([("createdAt", -1), ("_id", -1)]).limit(query.limit + 1))
     more = len(docs) > query.limit

@@ -13,7 +13,7 @@ from api_thin.schemas import ProviderOut, TenantOut, UsageDayOut, UsageOut, Usag
 from mwap import registry
 from mwap.ids import is_oid, oid
 from mwap.models import UsageDaily
-from mwap.store import Store, valid_documents
+from mwap.store import valid_documents
 
 MAX_USAGE_DAYS = 366
 DEFAULT_USAGE_DAYS = 30
@@ -75,7 +75,7 @@ def get_usage(call: Call) -> Reply:
     elif not is_oid(tenant_id) or not principal.can_see(tenant_id):
         raise Problem(404, "No such tenant")
     docs = list(
-        Store(context.db())
+        context.list_store()
         .tenant(tenant_id)["usageDaily"]
         .find({"day": {"$gte": _midnight(start), "$lte": _midnight(end)}})
         .sort("day", 1)

@@ -98,7 +98,7 @@ def create_webhook(call: Call) -> Reply:
 def list_webhooks(call: Call) -> Reply:
     query: WebhookListQuery = call.query
     tenant_id = tenant_filter(call.caller, query.tenant_id)
-    store = Store(context.db())
+    store = context.list_store()
     collection = (
         store.tenant(tenant_id)[webhooks.ENDPOINTS] if tenant_id else store.unscoped(webhooks.ENDPOINTS)
     )
@@ -136,7 +136,7 @@ def _envelope(event: dict[str, Any] | None) -> dict[str, Any] | None:
 def list_deliveries(call: Call) -> Reply:
     query: DeliveryListQuery = call.query
     endpoint = find_endpoint(call.caller, call.path["webhookId"])
-    scope = Store(context.db()).tenant(endpoint["tenantId"])
+    scope = context.list_store().tenant(endpoint["tenantId"])
     find: dict[str, Any] = {"endpointId": endpoint["_id"]}
     if query.status:
         find["status"] = query.status.value

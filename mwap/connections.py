@@ -20,6 +20,7 @@ import pymongo
 import redis
 from pymongo.database import Database
 
+from mwap import mongo_options, redis_urls
 from mwap.crypto import KeyRing
 from mwap.settings import Settings
 
@@ -62,17 +63,13 @@ def mongo_client(settings: Settings) -> pymongo.MongoClient[dict[str, Any]]:
     """This process's MongoClient for ``settings.mongo_url``."""
     from mwap import metrics  # noqa: PLC0415 - mwap.metrics reads queues through this module
 
-    timeout = settings.mongo_timeout_ms
+    # Timeouts, write concern (majority by default, with a wtimeout) and retries: mwap.mongo_options.
     return _per_process(
         _mongo,
         settings.mongo_url,
         lambda: pymongo.MongoClient(
             settings.mongo_url,
-            tz_aware=True,
-            appname="mwap-tasks",
-            serverSelectionTimeoutMS=timeout,
-            connectTimeoutMS=timeout,
-            socketTimeoutMS=max(timeout * 4, 20_000),
+            **mongo_options.client_options(settings),
             # Commands per job, by process role, in the metrics (mwap_mongo_commands_total).
             event_listeners=[metrics.MongoCommandCounter()],
         ),
@@ -91,14 +88,16 @@ def mongo_db(settings: Settings) -> Database[dict[str, Any]]:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """This process's Redis client (a pool underneath) for ``settings.redis_url``."""
+    """This process's Redis client (a pool underneath) for ``settings.redis_url``: with Sentinel,
+    one that follows the master the sentinels name (``mwap.redis_urls``)."""
     return _per_process(
         _redis,
-        settings.redis_url,
-        lambda: redis.Redis.from_url(
+        f"{settings.redis_url}#{settings.redis_sentinel_master or ''}",
+        lambda: redis_urls.redis_client(
             settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
+            settings.redis_sentinel_master,
+            redis_urls.secret(settings.redis_sentinel_password),
+            timeout=settings.redis_timeout,
             health_check_interval=30,
         ),
     )

@@ -14,13 +14,14 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from mwap import jobtypes
+from mwap import jobtypes, sharding
 from mwap.settings import Settings
 from mwap.store import Document
 
 logger = logging.getLogger(__name__)
 
 DAY = 86400
+TENANT_FILE_UNIQUE = "mwap_tenant_integration_file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,16 @@ class Index:
 
 
 def indexes(settings: Settings) -> list[Index]:
-    """The index set for these settings (TTL lengths come from retention settings)."""
+    """The index set for these settings (TTL lengths come from retention settings), with an index
+    for each shard key (``mwap.sharding``) that no other index starts with."""
+    declared = _declared(settings)
+    return declared + [
+        Index(collection, sharding.SHARD_KEY_INDEX, list(keys))
+        for collection, keys in sharding.missing_key_indexes((i.collection, i.keys) for i in declared)
+    ]
+
+
+def _declared(settings: Settings) -> list[Index]:
     return [
         # --- seed 000's indexes, exactly as listed there (keys and options) ---
         Index("tenants", "ownerId_1", [("ownerId", ASCENDING)], {"unique": True}),
@@ -60,15 +70,24 @@ def indexes(settings: Settings) -> list[Index]:
         Index("cloudIntegrations", "health.lastCheck_1", [("health.lastCheck", ASCENDING)]),
         Index("virtualFiles", "projectId_1", [("projectId", ASCENDING)]),
         Index("virtualFiles", "integrationId_1", [("integrationId", ASCENDING)]),
+        # Seed 000 makes this one unique; migration 0004 moves the uniqueness to
+        # mwap_tenant_integration_file below (tenant first, so it holds on a sharded collection) and
+        # keeps this one, not unique, for lookups by file and integration (mwap/sharding.py).
         Index(
             "virtualFiles",
             "providerFileId_1_integrationId_1",
             [("providerFileId", ASCENDING), ("integrationId", ASCENDING)],
-            {"unique": True},
         ),
         Index("virtualFiles", "syncStatus.lastSync_1", [("syncStatus.lastSync", ASCENDING)]),
         Index("virtualFiles", "path_1", [("path", ASCENDING)]),
         # --- the platform's own, for its queries ---
+        # seed 000's unique file per integration, with the tenant first: virtualFiles' shard key
+        Index(
+            "virtualFiles",
+            TENANT_FILE_UNIQUE,
+            [("tenantId", ASCENDING), ("integrationId", ASCENDING), ("providerFileId", ASCENDING)],
+            {"unique": True},
+        ),
         # sync: a tenant's files under a path, and its project totals
         Index(
             "virtualFiles",

@@ -7,6 +7,7 @@ from typing import Annotated, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mwap import mongo_options, redis_urls
 from mwap.crypto import KeyRing
 
 ENV_PREFIX = "MWAP_"
@@ -17,7 +18,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    redis_url: str = Field(pattern=r"^rediss?://")
+    # One server (redis://, rediss://) or Sentinel in kombu's format, "sentinel://[:password@]host:port
+    # [/db];sentinel://host:port;..." with the master's name below (mwap/redis_urls.py, README).
+    redis_url: str = Field(pattern=r"^(rediss?|sentinel)://")
+    redis_sentinel_master: str | None = Field(default=None, pattern=r"^[^\s;/@]{1,128}$")
+    redis_sentinel_password: SecretStr | None = None  # the sentinels' own (requirepass in sentinel.conf)
     mongo_url: str = Field(pattern=r"^mongodb(\+srv)?://")
     mongo_db: str = Field(default="mwap", pattern=r"^[A-Za-z0-9_-]{1,63}$")
     # Key ring "kid:base64key,kid:base64key", newest first. Parsed by mwap.crypto.
@@ -134,6 +139,20 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(default=300, ge=1)
     broker_visibility_timeout: int = Field(default=900, ge=10)
     mongo_timeout_ms: int = Field(default=5000, ge=100)
+    # MongoDB at scale (mwap/mongo_options.py): the write concern every write waits for, and how long
+    # (then the write reports an error; it may still have been applied on the primary). A w= or
+    # wtimeoutMS= in MWAP_MONGO_URL wins over the default; given both ways, the process stops.
+    mongo_write_concern: str = Field(
+        default="majority", pattern=r"^(majority|[1-9][0-9]?|[A-Za-z][\w-]{0,63})$"
+    )
+    mongo_wtimeout_ms: int = Field(default=10_000, ge=1)
+    # The list endpoints' reads (GET /v1/jobs, /v1/integrations, files, usage, webhooks, deliveries)
+    # may go to secondaries; a listing then trails the primary by the replication lag (at most the
+    # staleness bound, >= 90 s, when set). Reads that follow a write stay on the primary.
+    mongo_list_read_preference: str = Field(
+        default="primary", pattern=r"^(primary|primaryPreferred|secondary|secondaryPreferred|nearest)$"
+    )
+    mongo_list_max_staleness_seconds: int | None = Field(default=None, ge=90)
     redis_timeout: float = Field(default=5.0, gt=0)
 
     @field_validator("encryption_keys")
@@ -141,6 +160,29 @@ class Settings(BaseSettings):
     def _key_ring_parses(cls, value: SecretStr) -> SecretStr:
         KeyRing.parse(value.get_secret_value())  # KeyRingError (a ValueError) names the bad entry
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _sentinel_url_parses(cls, value: str) -> str:
+        if redis_urls.is_sentinel(value):
+            redis_urls.parse(value)  # a ValueError naming the part and the rule, never the password
+        return value
+
+    @field_validator("redis_sentinel_master", "redis_sentinel_password", mode="before")
+    @classmethod
+    def _empty_sentinel_setting_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose and ConfigMaps pass "" for unset
+
+    @model_validator(mode="after")
+    def _sentinel_master_named(self) -> Self:
+        if redis_urls.is_sentinel(self.redis_url) and not self.redis_sentinel_master:
+            raise ValueError("MWAP_REDIS_SENTINEL_MASTER is required with a sentinel:// MWAP_REDIS_URL")
+        if not redis_urls.is_sentinel(self.redis_url) and (
+            self.redis_sentinel_master or self.redis_sentinel_password
+        ):
+            # A deployment that means to use Sentinel must not silently talk to one server.
+            raise ValueError("MWAP_REDIS_SENTINEL_* are set but MWAP_REDIS_URL is not a sentinel:// URL")
+        return self
 
     @field_validator("flower_basic_auth")
     @classmethod
@@ -178,6 +220,11 @@ class Settings(BaseSettings):
         if self.token_refresh_lookahead < self.token_refresh_interval:
             # A token expiring between two ticks would otherwise lapse before it is refreshed.
             raise ValueError("MWAP_TOKEN_REFRESH_LOOKAHEAD must be at least MWAP_TOKEN_REFRESH_INTERVAL")
+        if self.mongo_list_max_staleness_seconds is not None and self.mongo_list_read_preference == "primary":
+            raise ValueError(
+                "MWAP_MONGO_LIST_MAX_STALENESS_SECONDS needs a non-primary MWAP_MONGO_LIST_READ_PREFERENCE"
+            )
+        mongo_options.check_url(self.mongo_url, self.model_fields_set)
         if self.worker_heartbeat_ttl < 2 * self.worker_heartbeat_interval:
             # One late refresh (a loaded host) must not make a live worker look dead.
             raise ValueError(

@@ -7,7 +7,7 @@ from typing import Any, TypedDict
 
 import click
 
-from mwap import indexes, migrations
+from mwap import indexes, migrations, sharding
 from mwap_cli.context import Context, json_flag, pass_ctx
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines on stderr
@@ -150,6 +150,30 @@ def db_status(ctx: Context) -> None:
         return "\n".join(lines)
 
     ctx.emit(state, text)
+
+
+@db.command("shard-plan")
+@json_flag
+@pass_ctx
+def db_shard_plan(ctx: Context) -> None:
+    """The tenant shard key of each collection (mwap/sharding.py) as mongosh commands; runs nothing."""
+    name = ctx.settings.mongo_db
+    ctx.emit(
+        {
+            "database": name,
+            "commands": sharding.shard_commands(name),
+            "collections": [
+                {
+                    "collection": p.collection,
+                    "shardKey": dict(p.key) if p.key is not None else None,
+                    "reason": p.reason,
+                    **({"note": p.note} if p.note else {}),
+                }
+                for p in sharding.PLAN
+            ],
+        },
+        lambda: sharding.mongosh_script(name),
+    )
 
 
 @db.command("init")

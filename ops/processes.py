@@ -206,14 +206,22 @@ def start_worker(
     argv += extra or []
     child = spawn(name, argv, env=env, log_dir=log_dir)
     child.hostname = hostname  # type: ignore[attr-defined]
-    await_ready(child, lambda: _worker_pings(env["MWAP_REDIS_URL"], hostname), timeout=60)
+    await_ready(child, lambda: _worker_pings(env, hostname), timeout=60)
     return child
 
 
-def _worker_pings(redis_url: str, hostname: str) -> bool:
+def _worker_pings(env: Mapping[str, str], hostname: str) -> bool:
     from celery import Celery  # noqa: PLC0415 - a throwaway control client for the probe
 
-    app = Celery(broker=redis_url)
+    from mwap import redis_urls  # noqa: PLC0415 - as above
+
+    url, options = redis_urls.celery_broker(
+        env["MWAP_REDIS_URL"],
+        env.get("MWAP_REDIS_SENTINEL_MASTER"),
+        env.get("MWAP_REDIS_SENTINEL_PASSWORD"),
+        timeout=5.0,
+    )
+    app = Celery(broker=url, broker_transport_options=options)
     try:
         return bool(app.control.ping(destination=[hostname], timeout=0.5))
     finally:

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mwap import redact
 from mwap.metrics import reset_multiprocess_dir
 from mwap.settings import weak_flower_password
 from ops import processes
@@ -285,7 +286,7 @@ def main() -> int:
 mwap-tasks is running.
   API     {info["api"]}   (try {info["api"]}/ready)
   Flower  {info["flower"]}   (user and password in {info["credentials"]})
-  Redis   {info["redisUrl"]}
+  Redis   {redact.redact_text(info["redisUrl"])}
   MongoDB {info["mongoUrl"]}
   Logs    {info["logs"]}/*.log
   Stack   {data_dir / "stack.json"}

@@ -10,10 +10,10 @@ from kombu import Queue as KombuQueue
 from kombu.exceptions import BatchPublishError  # type: ignore[attr-defined]  # stubs predate kombu 5.7
 
 import tasks
-from mwap import jobtypes
+from mwap import jobtypes, redis_urls
 from mwap.enqueue import BatchingPublisher
 from mwap.settings import Settings
-from worker import schedule, signals
+from worker import schedule, sentinel_transport, signals
 
 
 class MwapCelery(Celery):
@@ -37,8 +37,17 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
     tasks.load()
     app = MwapCelery("mwap", include=tasks.modules() if include_tasks else [])
     app.mwap_settings = settings
+    # Sentinel (mwap/redis_urls.py): kombu's sentinel transport and RedBeat's Sentinel support each
+    # need the master's name and the sentinels' password beside the URL.
+    sentinel_password = redis_urls.secret(settings.redis_sentinel_password)
+    master = settings.redis_sentinel_master
+    broker_url, sentinel_options = redis_urls.celery_broker(
+        settings.redis_url, master, sentinel_password, timeout=settings.redis_timeout
+    )
+    if sentinel_options:
+        sentinel_transport.install()
     app.conf.update(
-        broker_url=settings.redis_url,
+        broker_url=broker_url,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={
@@ -48,6 +57,7 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
             "socket_timeout": settings.redis_timeout,
             "socket_connect_timeout": settings.redis_timeout,
             "health_check_interval": 30,
+            **sentinel_options,
         },
         # The ledger in MongoDB holds results; Celery keeps none.
         result_backend=None,
@@ -81,7 +91,7 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Mwap
         # One active scheduler across hosts: RedBeat keeps the schedule's state and a leader lock
         # in Redis; a standby beat takes over once the leader's lock expires.
         beat_scheduler="worker.beat:Scheduler",
-        redbeat_redis_url=settings.redis_url,
+        **redis_urls.redbeat(settings.redis_url, master, sentinel_password, timeout=settings.redis_timeout),
         redbeat_key_prefix="mwap:redbeat:",
         redbeat_lock_timeout=settings.beat_lock_timeout,
         beat_max_loop_interval=max(1, settings.beat_lock_timeout // 5),

@@ -14,9 +14,11 @@ standby) and then reinstalls the schedule, so beat rides out a Redis restart by 
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from redbeat import RedBeatScheduler
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
 from redis import exceptions as redis_exceptions
 
 from mwap import metrics
@@ -36,6 +38,8 @@ class Scheduler(RedBeatScheduler):
             return REDIS_RETRY_SECONDS
 
     def _tick_as_leader(self, *args: Any, **kwargs: Any) -> float:
+        if self.lock_key and self.lock is None and not self._take_free_lock():
+            return self.max_interval
         try:
             interval = super().tick(*args, **kwargs)
         except redis_exceptions.LockNotOwnedError:
@@ -51,6 +55,32 @@ class Scheduler(RedBeatScheduler):
         # Only the lock holder ticks: a standby blocks on the lock until the leader's lapses.
         metrics.scheduler_leader(f"{socket.gethostname()}:{os.getpid()}", is_leader=True)
         return interval
+
+    def setup_schedule(self) -> None:
+        # Also run at start, right after a standby's wait for the lock: Redis may be failing over.
+        while True:
+            try:
+                super().setup_schedule()
+            except REDIS_DOWN as error:
+                logger.warning(
+                    "beat: Redis unavailable (%s); installing the schedule again", type(error).__name__
+                )
+                time.sleep(REDIS_RETRY_SECONDS)
+            else:
+                return
+
+    def _take_free_lock(self) -> bool:
+        """A standby whose blocking wait for the leader lock failed (Redis unreachable: restarted, or
+        its master failing over) has no lock, and RedBeat's tick would fail on it; take the lock
+        here if it is free, else keep standing by. True once this beat holds it."""
+        client = get_redis(self.app)
+        lock = client.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
+        lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)  # as RedBeat's own lock
+        if not lock.acquire(blocking=False):
+            return False
+        self.lock = lock
+        logger.info("beat: Acquired lock (after the wait for it was interrupted)")
+        return True
 
     def update_from_dict(self, dict_: dict[str, Any]) -> None:
         for name, definition in dict_.items():

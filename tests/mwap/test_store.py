@@ -89,7 +89,9 @@ def test_index_bootstrap_is_complete_and_idempotent(db: Database, settings: Sett
     assert missing_indexes(db, settings) == []
     assert ensure_indexes(db, settings) == []
     info = db["virtualFiles"].index_information()
-    assert info["providerFileId_1_integrationId_1"]["unique"] is True
+    # Seed 000's file uniqueness, tenant first (migration 0004, mwap/sharding.py); its index stays.
+    assert info["mwap_tenant_integration_file"]["unique"] is True
+    assert "providerFileId_1_integrationId_1" in info
     assert (
         db["jobs"].index_information()["finished_ttl"]["expireAfterSeconds"]
         == settings.job_retention_days * 86400

@@ -50,6 +50,7 @@ COMMANDS = [
     ["db", "migrate"],
     ["db", "rollback"],
     ["db", "status"],
+    ["db", "shard-plan"],
     ["demo", "seed"],
     ["keys", "create"],
     ["keys", "revoke"],

@@ -102,3 +102,22 @@ def test_init_is_migrate_and_keeps_its_output(fresh) -> None:
     # A dropped index comes back with init (or migrate): the set follows the code.
     database["apiKeys"].drop_index("tenant")
     assert as_json(env, "db", "init") == {"created": ["apiKeys.tenant"], "missing": []}
+
+
+def test_shard_plan_prints_the_shard_commands_for_the_configured_database(fresh) -> None:
+    env, database = fresh
+    name = env["MWAP_MONGO_DB"]
+    plan = as_json(env, "db", "shard-plan")
+    assert plan["database"] == name
+    assert plan["commands"][0] == {"enableSharding": name}
+    keys = {c["shardCollection"]: c["key"] for c in plan["commands"][1:]}
+    assert keys[f"{name}.virtualFiles"] == {"tenantId": 1, "integrationId": 1, "providerFileId": 1}
+    assert all(next(iter(key)) == "tenantId" for key in keys.values())
+    placements = {p["collection"]: p for p in plan["collections"]}
+    assert placements["tenants"]["shardKey"] is None
+    assert placements["apiKeys"]["reason"].startswith("looked up by keyHash")
+    script = mwap(env, "db", "shard-plan").stdout
+    assert f'sh.enableSharding("{name}")' in script
+    assert f'sh.shardCollection("{name}.jobs", {{ tenantId: 1, _id: 1 }})' in script
+    assert "// tenants stays unsharded" in script
+    assert database.list_collection_names() == []  # it prints; it runs nothing
