@@ -20,13 +20,14 @@ from typing import Any
 
 import click
 
-SCENARIOS = ("enqueue_http", "end_to_end", "io_sync", "dispatch_scale", "memory")
+SCENARIOS = ("enqueue_http", "end_to_end", "io_sync", "dispatch_scale", "memory", "capacity")
 TITLES = {
     "enqueue_http": "1. Enqueue over HTTP",
     "end_to_end": "2. End to end, trivial jobs",
     "io_sync": "3. I/O-bound sync",
     "dispatch_scale": "4. Dispatch scale",
     "memory": "5. Worker memory",
+    "capacity": "6. Capacity model vs a simulation",
 }
 
 GLOBAL_NOTES = [
@@ -132,7 +133,7 @@ def execute(config: Any, only: tuple[str, ...], work_dir: Path) -> dict[str, Any
 
 
 @click.command("bench")
-@click.option("--quick", is_flag=True, help="Smoke run: small sizes, under three minutes.")
+@click.option("--quick", is_flag=True, help="Smoke run: small sizes, about four minutes.")
 @click.option(
     "--publish",
     is_flag=True,

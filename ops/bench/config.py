@@ -1,4 +1,4 @@
-"""The sizes of a bench run: ``--quick`` (a smoke run, under three minutes) or the full run."""
+"""The sizes of a bench run: ``--quick`` (a smoke run, about four minutes) or the full run."""
 
 import sys
 import time
@@ -42,6 +42,16 @@ class Config:
     # Every command of the stand-in holds its one event loop (a ping waits for it): a batch of 1,000
     # is a second or two there, far inside pymongo's heartbeat and socket timeouts.
     dispatch_insert_batch: int = 1000
+    # The capacity simulation: integrations, the sync interval (and dispatcher tick), its length,
+    # per-job cost probes per round, files per fake account (pages of sync_page_size).
+    # Full size: one tick within the run (the stand-in answers the next tick's lease re-check of
+    # ~9,000 queued jobs, `_id: {$in: [...]}` per chunk, by scanning the ledger: minutes of a
+    # blocked server where MongoDB reads an index); the quick run (800) has three ticks.
+    capacity_integrations: int = 10_000
+    capacity_interval: float = 120.0
+    capacity_seconds: float = 110.0
+    capacity_probe_jobs: int = 64  # 8 waves of the sync worker's 8 slots: the last wave's tail is small
+    capacity_files: int = 4
 
     @classmethod
     def for_run(cls, *, quick: bool, rounds: int | None, loader: str, standin: str = "stock") -> "Config":
@@ -60,6 +70,10 @@ class Config:
                 dispatch_sizes=(1_000,),
                 memory_marks=(200, 1_000),
                 memory_chunk=200,
+                capacity_integrations=800,
+                capacity_interval=15.0,
+                capacity_seconds=40.0,
+                capacity_probe_jobs=32,
             )
         return cls(
             quick=False,

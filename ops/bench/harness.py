@@ -5,7 +5,8 @@ stopped by ``Harness.close``.
 One Redis serves every side (``INFO`` counts its commands), each side on databases of its own:
 0 the platform, 3 a second platform broker (two sync workers with different pools stay up side by
 side); 1 plain Celery's broker, 6 a second one, 2 its result backend; 4 and 5 Dramatiq's broker and
-result backend; 9 and 10 brokers nobody consumes (dispatch).
+result backend; 7 the capacity scenario's platform broker; 9 and 10 brokers nobody consumes
+(dispatch).
 """
 
 import base64
@@ -49,6 +50,7 @@ DRAMATIQ_MODULE = "ops.bench.dramatiq_peer"
 DRAMATIQ_WEB = "ops.bench.dramatiq_peer:web"
 PLATFORM_DB, BASELINE_BROKER_DB, BASELINE_BACKEND_DB, SECOND_PLATFORM_DB = 0, 1, 2, 3
 DRAMATIQ_BROKER_DB, DRAMATIQ_RESULTS_DB, SECOND_BASELINE_DB = 4, 5, 6
+CAPACITY_DB = 7
 DEAD_PLATFORM_DB, DEAD_BASELINE_DB = 9, 10
 PLATFORM_QUEUES = [queue.value for queue in Queue]
 # Dramatiq's Redis broker keeps a queue as a list of message ids and a hash of the messages.

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.bench.report import readme_table, render
+from ops.capacity import table as capacity_table
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -60,8 +61,10 @@ def with_table(text: str, table: str) -> str:
 
 
 def publish(results: dict[str, Any]) -> None:
-    """Write ``latest.json``, ``latest.md`` and the README's table from ``results``."""
+    """Write ``latest.json``, ``latest.md``, the README's table and its capacity table (the
+    model's answer on these costs, ``ops/capacity``) from ``results``."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     LATEST_JSON.write_text(json.dumps(results, indent=2) + "\n")
     LATEST_MD.write_text(render(results))
-    README.write_text(with_table(README.read_text(), readme_table(results)))
+    text = with_table(README.read_text(), readme_table(results))
+    README.write_text(capacity_table.with_section(text, capacity_table.readme_table(results)))

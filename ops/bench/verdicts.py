@@ -162,6 +162,19 @@ TARGETS = (
         "< 5",
         also=(("plain Celery", (f"memory/{MEMORY_GROWTH}", CELERY)),),
     ),
+    Target(
+        "capacity.backlog",
+        "simulated sync backlog vs the capacity model: |measured - model| ÷ what the model drained",
+        ("capacity/sim.error", PLATFORM),
+        None,
+        operator.le,
+        0.25,
+        "<= 0.25",
+        also=(
+            ("measured at the end", ("capacity/sim.waiting.end.measured", PLATFORM)),
+            ("model", ("capacity/sim.waiting.end.model", PLATFORM)),
+        ),
+    ),
 )
 
 

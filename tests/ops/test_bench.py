@@ -27,6 +27,7 @@ SCENARIOS = {
     "io_sync": ({PLATFORM, CELERY}, ("cpu.worker", "redis", "redis_bytes", "mongo")),
     "dispatch_scale": ({PLATFORM, CELERY}, ("cpu.bench", "redis", "redis_bytes", "mongo")),
     "memory": ({PLATFORM, CELERY}, ("cpu.worker", "redis", "redis_bytes", "mongo")),
+    "capacity": ({PLATFORM}, ("cpu.worker", "redis", "redis_bytes", "mongo")),
 }
 
 
@@ -84,8 +85,9 @@ def test_every_side_and_cost_of_every_scenario_is_measured(quick_run) -> None:
             ):
                 assert set(values) >= sides, f"{where}: sides {set(values)}"
             for side, per_round in values.items():
-                # One value per round; step counts and the memory run are one window per side.
-                single = scenario_id == "memory" or metric["id"].startswith("step.")
+                # One value per round; step counts, the memory run and the capacity simulation are
+                # one window per side.
+                single = scenario_id == "memory" or metric["id"].startswith(("step.", "sim."))
                 assert len(per_round) == (1 if single else rounds), f"{where}/{side}"
                 if metric["unit"] == "%":  # RSS growth may be zero or even shrink
                     assert all(v > -100 for v in per_round), where

@@ -1,4 +1,4 @@
-"""The five scenarios of ``mwap bench``, one module each, each with ``run(run: Run) -> Scenario``."""
+"""The scenarios of ``mwap bench``, one module each, each with ``run(run: Run) -> Scenario``."""
 
 import importlib
 from types import ModuleType
