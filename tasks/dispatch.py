@@ -8,7 +8,7 @@ dispatch grows with the due items, not with all items.
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import batched
 from typing import Any
 
@@ -30,6 +30,20 @@ logger = logging.getLogger(__name__)
 def due_or_never(field: str, cutoff: object) -> list[dict[str, Any]]:
     """``$or`` branches: ``field`` unset (never done) or older than ``cutoff``."""
     return [{field: None}, {field: {"$lt": cutoff}}]
+
+
+def last_run_cutoff(moment: datetime, interval: float, tick: float) -> datetime:
+    """The due queries' cutoff at ``moment`` (a tick of a dispatcher beat runs every ``tick``
+    seconds) for a type that runs each item every ``interval``: an item whose last run finished
+    before it is due.
+
+    The last run's time (``lastSyncAt``…) is written when its job *finishes*, a little after the
+    tick that dispatched it, so a cutoff of ``moment - interval`` would miss the tick one interval
+    later and run each item a whole tick late (every two intervals when ``tick == interval``).
+    Half a tick of tolerance absorbs that lag: an item runs at the first tick more than
+    ``interval - tick / 2`` after its last run, the interval rounded to ticks, never sooner.
+    """
+    return moment - timedelta(seconds=interval - tick / 2)
 
 
 ARCHIVED = {"archived": True}

@@ -8,7 +8,7 @@ lets a trial call through.
 """
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pybreaker
@@ -22,7 +22,7 @@ from mwap.jobtypes import JobType, NoParams, Queue, Schedule, Scope
 from mwap.ledger import now
 from mwap.services import Services
 from mwap.settings import Settings
-from tasks.dispatch import due_or_never
+from tasks.dispatch import due_or_never, last_run_cutoff
 from tasks.integrations import Connection, Skip, mark_error, open_connection
 from tasks.providers import AccountInfo, ProviderError, ReauthRequired, TransientProviderError
 from worker.base import Job, JobTask, job_task
@@ -175,8 +175,8 @@ def check(services: Services, tenant_id: ObjectId | str, integration_id: ObjectI
 def due(settings: Settings, moment: datetime) -> dict[str, Any]:
     """Active integrations never checked by the platform (``mwapTasks.healthCheckedAt`` unset, so a
     new integration is checked on the next tick) or whose ``health.lastCheck`` is older than the
-    interval."""
-    cutoff = moment - timedelta(seconds=settings.health_check_interval)
+    interval (less the half-tick tolerance of ``last_run_cutoff``)."""
+    cutoff = last_run_cutoff(moment, settings.health_check_interval, tick=_tick(settings))
     return {
         "status": "active",
         "$or": [{"mwapTasks.healthCheckedAt": None}, *due_or_never("health.lastCheck", cutoff)],

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -35,7 +35,7 @@ from mwap.ledger import now
 from mwap.services import Services
 from mwap.settings import Settings
 from mwap.store import TenantCollection
-from tasks.dispatch import due_or_never
+from tasks.dispatch import due_or_never, last_run_cutoff
 from tasks.integrations import Connection, Skip, open_connection
 from tasks.providers import ChangePage, CursorReset, FileItem, RateLimited, TransientProviderError
 from worker.base import Job, JobTask, job_task
@@ -434,8 +434,9 @@ def run_sync(task: JobTask, job: Job, *, project_id: str | None) -> dict[str, An
 
 
 def due(settings: Settings, moment: datetime) -> dict[str, Any]:
-    """Active integrations never synced, or last synced longer ago than the interval."""
-    cutoff = moment - timedelta(seconds=settings.sync_interval)
+    """Active integrations never synced, or last synced longer ago than the interval (less the
+    dispatcher's half-tick tolerance: it ticks every sync interval)."""
+    cutoff = last_run_cutoff(moment, settings.sync_interval, tick=settings.sync_interval)
     return {"status": "active", "$or": due_or_never("mwapTasks.lastSyncAt", cutoff)}
 
 

@@ -23,6 +23,7 @@ from mwap.ledger import now
 from mwap.services import Services
 from mwap.settings import Settings
 from mwap.store import TenantCollection
+from tasks.dispatch import last_run_cutoff
 from tasks.integrations import (
     Skip,
     count_requests,
@@ -178,6 +179,13 @@ def _integrations(services: Services, tenant_id: ObjectId | str) -> TenantCollec
     return services.store.tenant(tenant_id)["cloudIntegrations"]
 
 
+def idle_cutoff(settings: Settings, moment: datetime) -> datetime:
+    """Refreshed (or created) before this: idle for the maximum age, less the dispatcher's
+    half-tick tolerance (``last_run_cutoff``); the job's own check uses the same cutoff, so it
+    never skips as fresh what the dispatcher found due."""
+    return last_run_cutoff(moment, settings.token_refresh_max_age, tick=settings.token_refresh_interval)
+
+
 def is_due(doc: dict[str, Any], services: Services) -> bool:
     """Expiring within the look-ahead, or not refreshed for the idle maximum."""
     settings = services.settings
@@ -186,7 +194,7 @@ def is_due(doc: dict[str, Any], services: Services) -> bool:
     if expires is not None and aware(expires) <= moment + timedelta(seconds=settings.token_refresh_lookahead):
         return True
     last = (doc.get("mwapTasks") or {}).get("lastRefreshAt") or doc.get("createdAt")
-    return last is None or aware(last) <= moment - timedelta(seconds=settings.token_refresh_max_age)
+    return last is None or aware(last) <= idle_cutoff(settings, moment)
 
 
 def refresh_job(
@@ -227,7 +235,7 @@ def due(settings: Settings, moment: datetime) -> dict[str, Any]:
     """Active integrations with a refresh token, expiring within the look-ahead or not refreshed
     (since created) for the idle maximum; a failing refresh waits out its cooldown."""
     expiring = moment + timedelta(seconds=settings.token_refresh_lookahead)
-    idle = moment - timedelta(seconds=settings.token_refresh_max_age)
+    idle = idle_cutoff(settings, moment)
     return {
         "status": "active",
         "authData.refreshToken": {"$type": "string"},

@@ -4,11 +4,13 @@ Nothing here is measured or fitted: every cost comes in (``Costs``, from a ``mwa
 file), every workload figure comes in (``Workload``), and the answer follows from three rules:
 
 - **How often each job runs.** A dispatcher ticks every ``tick`` seconds and enqueues the items
-  whose last run finished more than ``interval`` ago (the due rule of ``tasks/*.py``). A job that
-  finishes within one tick of being dispatched is due again at the first tick *after* its finish
-  plus the interval: every ``tick * (floor(interval / tick) + 1)`` seconds (``period``). The sync
-  dispatcher ticks every sync interval, so each integration syncs every *two* intervals; health
-  ticks every ``min(interval, new-integration bound)``.
+  whose last run finished more than ``interval - tick / 2`` ago (the due rule of ``tasks/*.py``,
+  ``tasks.dispatch.last_run_cutoff``: half a tick of tolerance for the job finishing after its
+  tick). A job that finishes soon after the tick that dispatched it is due again at the first tick
+  at least ``interval - tick / 2`` after that tick: every ``tick * (floor((interval - tick / 2) /
+  tick) + 1)`` seconds (``period``), the interval rounded to ticks. The sync dispatcher ticks every
+  sync interval, so each integration syncs every interval; health ticks every ``min(interval,
+  new-integration bound)``, 5 minutes, so a 15-minute interval is kept exactly.
 - **Little's law per queue.** Busy worker slots = jobs/s x seconds a job holds a slot (its measured
   wall time, the provider latency in it rescaled per provider call); processes = busy slots ÷
   (slots per process x target utilisation), and at least what the CPU per job needs (a thread-pool
@@ -120,11 +122,16 @@ class Plan:
 
 
 def period(interval: float, tick: float) -> float:
-    """Seconds between two runs of one item: the first tick after its last run plus ``interval``
-    (the job done within one tick of its dispatch)."""
+    """Seconds between two runs of one item: ``k`` ticks, ``k`` the first with ``k * tick - d >
+    interval - tick / 2``, ``d`` (>= 0) how long after its tick the last run finished (the due
+    query's ``$lt``: strict). For a small ``d`` that is ``floor((interval - tick / 2) / tick) + 1``:
+    on the boundary (``interval - tick / 2`` a whole number of ticks) the tick exactly there is
+    missed, so ``ceil`` would be one tick short; at least one tick. It holds while the job is done
+    within ``k * tick - (interval - tick / 2)`` of its dispatch (half a tick when ``tick ==
+    interval``)."""
     if interval <= 0 or tick <= 0:
         raise ValueError("interval and tick must be positive")
-    return tick * (math.floor(interval / tick) + 1)
+    return tick * max(math.floor((interval - tick / 2) / tick) + 1, 1)
 
 
 def token_period(workload: Workload) -> float:
@@ -226,7 +233,7 @@ def plan(workload: Workload, costs: Costs) -> Plan:
     assumptions = [
         f"sync: each integration every {period(workload.sync_interval, workload.sync_interval):g} s "
         f"(the dispatcher ticks every sync interval, {workload.sync_interval:g} s, and an integration "
-        "is due at the first tick after its last sync finished plus the interval)",
+        "is due at the first tick at least the interval less half a tick after its last sync)",
         f"health: every {period(workload.health_interval, health_tick):g} s (ticks every {health_tick:g} s); "
         f"token refresh: every {token_period(workload):g} s (access tokens living {workload.token_lifetime:g} s, "
         f"look-ahead {workload.token_lookahead:g} s)",
@@ -235,8 +242,8 @@ def plan(workload: Workload, costs: Costs) -> Plan:
         "the rest taken as a cost per call)",
         "health and token jobs make one provider call each; API load is jobs posted and read back once "
         "(the bench's trivial job), run on the default queue",
-        f"worker slots and CPUs busy at most {workload.utilisation:.0%} on average; jobs done within one "
-        "dispatcher tick of their dispatch (else they run less often than the period above)",
+        f"worker slots and CPUs busy at most {workload.utilisation:.0%} on average; jobs done within half "
+        "a dispatcher tick of their dispatch (else they run less often than the period above)",
         "the dispatchers' own due queries (a few commands per tick) and the reconciler are left out",
     ]
     return Plan(workload, rates, queues, replicas, api_cores, redis_ops, mongo_ops, assumptions)
@@ -261,8 +268,8 @@ def backlog_curve(
     step: float = 0.05,
 ) -> list[BacklogPoint]:
     """One queue run forward from a first tick at which every one of ``integrations`` is due:
-    every ``tick`` the dispatcher enqueues what is due (finished more than ``interval`` before it,
-    not queued or running), ``slots`` run jobs of ``slot_seconds`` each while any wait (a fluid:
+    every ``tick`` the dispatcher enqueues what is due (finished more than ``interval - tick / 2``
+    before it, the due rule of ``period``; not queued or running), ``slots`` run jobs of ``slot_seconds`` each while any wait (a fluid:
     ``slots ÷ slot_seconds`` jobs/s). A point every ``step`` seconds."""
     if slots <= 0 or slot_seconds <= 0:
         raise ValueError("slots and slot_seconds must be positive")
@@ -272,12 +279,13 @@ def backlog_curve(
     finished: list[tuple[float, float]] = []  # (time, jobs) finished and not re-enqueued yet
     points = []
     next_tick = 0.0
+    age = interval - tick / 2  # due when finished longer ago than this (``period``)
     steps = math.ceil(until / step - 1e-9)
     for n in range(steps + 1):
         now = n * step
         if now >= next_tick - 1e-9:
-            due = integrations if next_tick == 0 else sum(j for t, j in finished if t + interval < next_tick)
-            finished = [(t, j) for t, j in finished if not t + interval < next_tick] if next_tick else []
+            due = integrations if next_tick == 0 else sum(j for t, j in finished if t + age < next_tick)
+            finished = [(t, j) for t, j in finished if not t + age < next_tick] if next_tick else []
             outstanding += due
             enqueued += due
             next_tick += tick

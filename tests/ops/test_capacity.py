@@ -49,27 +49,45 @@ COSTS = Costs(
 )
 
 
-def test_an_item_runs_at_the_first_tick_after_its_interval() -> None:
-    assert period(900, 900) == 1800  # the sync dispatcher ticks every sync interval: every other tick
-    assert period(900, 300) == 1200  # health: ticks every 5 min
-    assert period(1000, 300) == 1200
+def test_an_item_runs_every_interval_rounded_to_ticks() -> None:
+    # Due when finished more than interval - tick/2 ago: the first tick that far after its tick.
+    assert period(900, 900) == 900  # the sync dispatcher ticks every sync interval: every tick
+    assert period(900, 300) == 900  # health: ticks every 5 min
+    assert period(1000, 300) == 900  # 1000 s rounds to 3 ticks of 300 s
+    assert period(1100, 300) == 1200
+    # On the boundary (interval - tick/2 a whole number of ticks) that tick is missed: the due
+    # query's $lt is strict and the job finishes after its tick (floor + 1, not ceil).
+    assert period(750, 300) == 900
+    assert period(749, 300) == 600
+    assert period(15, 10) == 20
+    assert period(100, 300) == 300  # an interval under half a tick: every tick, not never
     with pytest.raises(ValueError, match="positive"):
         period(0, 10)
+
+
+def test_the_period_is_the_simulated_due_rule() -> None:
+    """``period`` against the rule itself: an item last run ``finish`` after tick 0 is due at the
+    first tick ``at`` with ``finish < at - (interval - tick / 2)``."""
+    for interval in (10, 14, 15, 16, 20, 25, 29, 30, 31, 45, 60, 100):
+        for tick in (5, 10, 20, 30):
+            for finish in (0.0, 0.001, 0.5):
+                k = next(k for k in range(1, 1000) if finish < k * tick - (interval - tick / 2))
+                assert period(interval, tick) == k * tick, (interval, tick, finish)
 
 
 def test_tokens_refresh_every_tick_when_they_expire_within_the_lookahead() -> None:
     assert token_period(Workload(integrations=1)) == 3600  # 1 h tokens, 75 min look-ahead
     # Day-long tokens: due at the first tick within the look-ahead of expiry (23 h); endless ones
-    # after the 24 h idle maximum, at the tick after it.
+    # at the 24 h idle maximum (with the half-tick tolerance, the tick at 24 h itself).
     assert token_period(Workload(integrations=1, token_lifetime=86400)) == 23 * 3600
-    assert token_period(Workload(integrations=1, token_lifetime=10**7)) == 25 * 3600
+    assert token_period(Workload(integrations=1, token_lifetime=10**7)) == 24 * 3600
 
 
 def test_job_rates_are_integrations_over_periods() -> None:
     rates = job_rates(Workload(integrations=1800))
     assert rates == {
-        "integration.sync_files": 1.0,
-        "integration.health_check": 1.5,
+        "integration.sync_files": 2.0,
+        "integration.health_check": 2.0,
         "integration.refresh_token": 0.5,
     }
 
@@ -103,28 +121,32 @@ def test_plan_adds_up_operations_and_sizes_every_queue() -> None:
     workload = Workload(integrations=18_000, api_rps=100, utilisation=0.5)
     result = plan(workload, COSTS)
     sync, default = result.queues
-    assert sync.jobs_per_second == pytest.approx(10)
-    assert sync.processes == math.ceil(10 * 1.2 / 8 / 0.5)
-    assert default.jobs_per_second == pytest.approx(15 + 5 + 100)
-    assert default.busy_slots == pytest.approx(15 * 0.2 + 5 * 0.25 + 100 * 0.02)
+    assert sync.jobs_per_second == pytest.approx(20)
+    assert sync.processes == math.ceil(20 * 1.2 / 8 / 0.5)
+    assert default.jobs_per_second == pytest.approx(20 + 5 + 100)
+    assert default.busy_slots == pytest.approx(20 * 0.2 + 5 * 0.25 + 100 * 0.02)
     assert default.processes == math.ceil(default.busy_slots / 2 / 0.5)
     assert result.api_cpu_cores == pytest.approx(0.4)
     assert result.api_replicas == 2  # 0.4 cores ÷ (0.5 x 0.5) = 1.6, and at least 2
-    assert result.redis_ops == pytest.approx(10 * 36 + 15 * 15 + 5 * 18 + 100 * 15)
-    assert result.mongo_ops == pytest.approx(10 * 32 + 15 * 4 + 5 * 5 + 100 * 4)
-    assert any("every 1800 s" in line for line in result.assumptions)
+    assert result.redis_ops == pytest.approx(20 * 36 + 20 * 15 + 5 * 18 + 100 * 15)
+    assert result.mongo_ops == pytest.approx(20 * 32 + 20 * 4 + 5 * 5 + 100 * 4)
+    assert any("sync: each integration every 900 s" in line for line in result.assumptions)
 
 
-def test_backlog_curve_drains_at_the_service_rate_and_re_enqueues_after_the_interval() -> None:
+def test_backlog_curve_drains_at_the_service_rate_and_re_enqueues_after_the_period() -> None:
     # 1,000 due, 8 slots of 0.5 s: 16 jobs/s; tick and interval 20 s.
     curve = backlog_curve(1000, interval=20, tick=20, slots=8, slot_seconds=0.5, until=50)
     assert point_at(curve, 0).waiting == pytest.approx(1000 - 8)
     assert point_at(curve, 10).done == pytest.approx(160, abs=1)
-    at_20 = point_at(curve, 19.9)
-    assert at_20.enqueued == 1000  # nothing due at 20 s: queued, or synced less than 20 s ago
-    after_40 = point_at(curve, 40.1)
-    # the tick at 40 s re-enqueues what finished before 20 s
-    assert after_40.enqueued == pytest.approx(1000 + 16 * 20, abs=2)
+    # A job done within half a tick of its dispatch is due again one period later (a tick here);
+    # one done later, at the first tick at least interval - tick/2 after it finished.
+    first = period(20, 20)
+    assert first == 20
+    assert point_at(curve, first - 0.1).enqueued == 1000  # the first tick only
+    # the tick at 20 s re-enqueues what finished in the first half tick (before 10 s)
+    assert point_at(curve, first + 0.1).enqueued == pytest.approx(1000 + 16 * 10, abs=2)
+    # the tick at 40 s what finished before 30 s since (10 s to 30 s)
+    assert point_at(curve, 40.1).enqueued == pytest.approx(1000 + 16 * 10 + 16 * 20, abs=2)
     assert point_at(curve, 50).done == pytest.approx(800, abs=2)
     # Under-loaded: the queue empties, nothing waits.
     assert (
@@ -176,8 +198,8 @@ def test_the_command_prints_the_plan(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWAP_")}
     done = subprocess.run([*argv, "--json"], capture_output=True, text=True, cwd=ROOT, env=env, check=True)
     answer = json.loads(done.stdout)
-    assert answer["jobsPerSecond"]["integration.sync_files"] == pytest.approx(10)
-    assert answer["queues"][0]["processes"] == math.ceil(10 * 1.2 / 8 / 0.7)
+    assert answer["jobsPerSecond"]["integration.sync_files"] == pytest.approx(20)
+    assert answer["queues"][0]["processes"] == math.ceil(20 * 1.2 / 8 / 0.7)
     text = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout
     assert "API replicas" in text
     assert "MongoDB ops/s" in text

@@ -1,7 +1,7 @@
 """Dispatchers: only due items, indexed and chunked, no double enqueue while a lease holds."""
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import factories
 import pymongo
@@ -279,3 +279,66 @@ def test_one_call_asking_twice_for_the_same_subject_gets_one_job(isolated) -> No
     assert not second.created
     assert second.job["_id"] == first.job["_id"]
     assert services.db["jobs"].count_documents({}) == 1
+
+
+# (the due query's module in tasks/, settings, the fields its last run writes, interval and tick fields)
+LAST_RUN_RULES = [
+    pytest.param(
+        "sync", {"sync_interval": 900}, ("mwapTasks.lastSyncAt",), "sync_interval", "sync_interval", id="sync"
+    ),
+    pytest.param(
+        "health",
+        {"health_check_interval": 900, "new_integration_check_within": 300},
+        ("health.lastCheck", "mwapTasks.healthCheckedAt"),
+        "health_check_interval",
+        "new_integration_check_within",
+        id="health",
+    ),
+    pytest.param(
+        "tokens",
+        {"token_refresh_max_age": 86400, "token_refresh_interval": 3600},
+        ("mwapTasks.lastRefreshAt",),
+        "token_refresh_max_age",
+        "token_refresh_interval",
+        id="token-idle",
+    ),
+]
+
+
+@pytest.mark.parametrize(("module", "values", "fields", "interval_field", "tick_field"), LAST_RUN_RULES)
+def test_an_item_finished_after_its_tick_runs_again_one_interval_later(
+    isolated, module: str, values: dict, fields: tuple[str, ...], interval_field: str, tick_field: str
+) -> None:
+    """A job finishes a little after the tick that dispatched it: the item is due again at the tick
+    one interval (rounded to ticks) later, not a whole tick after that; never before
+    ``interval - tick / 2``. (The old rule, ``last < moment - interval``, waited one more tick.)"""
+    import importlib  # noqa: PLC0415
+
+    from ops.capacity.model import period  # noqa: PLC0415
+    from worker import schedule as beat_schedule  # noqa: PLC0415
+
+    services, _app, _ = isolated
+    settings = services.settings.model_copy(update=values)
+    due = importlib.import_module(f"tasks.{module}").due
+    interval, tick = float(getattr(settings, interval_field)), float(getattr(settings, tick_field))
+    dispatcher = {"sync": "sync_files", "health": "health_check", "tokens": "refresh_token"}[module]
+    assert beat_schedule.build_schedule(settings)[f"dispatch.integration.{dispatcher}"]["schedule"] == tick
+    make_integrations(services, factories.tenant(services.db)["_id"], due=0, fresh=1)
+    (doc,) = services.db["cloudIntegrations"].find()
+    t0 = now().replace(microsecond=0)  # the tick that dispatched the last run
+    last = t0 + timedelta(seconds=5)  # when that run finished
+    services.db["cloudIntegrations"].update_one(
+        {"_id": doc["_id"]},
+        {"$set": {"authData.expiresAt": t0 + timedelta(days=30), **dict.fromkeys(fields, last)}},
+    )
+
+    def is_due(at: datetime) -> bool:
+        return services.db["cloudIntegrations"].count_documents({"_id": doc["_id"], **due(settings, at)}) == 1
+
+    ticks = (t0 + timedelta(seconds=k * tick) for k in range(1, 100))
+    first = next(at for at in ticks if is_due(at))
+    assert (first - t0).total_seconds() == interval == period(interval, tick)
+    # Never sooner than the interval less half a tick after the last run.
+    earliest = last + timedelta(seconds=interval - tick / 2)
+    assert not is_due(earliest - timedelta(seconds=1))
+    assert is_due(earliest + timedelta(seconds=1))

@@ -18,10 +18,10 @@ Two phases on one database and one pair of platform workers (a ``sync`` worker, 
 
 The judged error is relative to what the model says the queue *drained* by then, not to the
 backlog's level (which is mostly the first tick's burst, right by construction): just before the
-tick at one interval (nothing is due then: every integration is queued or synced less than an
-interval ago) or half-way when the run is shorter, and at the end. The quick run (800
-integrations, every 15 s for 40 s) also passes the tick at twice the interval, which re-enqueues
-what finished in the first; the full run (10,000, every 120 s for 110 s) has one tick only: the
+tick at one interval or half-way when the run is shorter, and at the end. The quick run (800
+integrations, every 15 s for 40 s) also passes the ticks at one and two intervals, each of which
+re-enqueues what finished more than half an interval before it (the due rule's half-tick
+tolerance, ``ops.capacity.model.period``) and is not queued again; the full run (10,000, every 120 s for 110 s) has one tick only: the
 stand-in answers the next tick's lease re-check of ~9,000 queued jobs (``_id: {$in: [...]}``
 per chunk) by scanning the ledger, minutes of a blocked server where MongoDB reads an index.
 
@@ -368,8 +368,8 @@ def _report(
     interval, until = config.capacity_interval, config.capacity_seconds
     rows = []
     errors = []
-    # Just before the tick at one interval (nothing due then; half-way when the run is shorter),
-    # and at the end.
+    # Just before the tick at one interval (before its re-enqueued burst; half-way when the run is
+    # shorter), and at the end.
     checkpoints = (("interval", interval) if interval < until else ("middle", until / 2), ("end", until))
     for label, at in checkpoints:
         model = point_at(curve, at - 0.5)
