@@ -100,7 +100,10 @@ SEED_INDEXES = [
     ("cloudIntegrations", [("health.lastCheck", 1)], False),
     ("virtualFiles", [("projectId", 1)], False),
     ("virtualFiles", [("integrationId", 1)], False),
-    ("virtualFiles", [("providerFileId", 1), ("integrationId", 1)], True),
+    # The seed's unique (providerFileId, integrationId) is kept tenant first, which a sharded
+    # collection needs (mwap/sharding.py, migration 4); the seed's key stays, not unique.
+    ("virtualFiles", [("providerFileId", 1), ("integrationId", 1)], False),
+    ("virtualFiles", [("tenantId", 1), ("integrationId", 1), ("providerFileId", 1)], True),
     ("virtualFiles", [("syncStatus.lastSync", 1)], False),
     ("virtualFiles", [("path", 1)], False),
 ]
