@@ -144,6 +144,13 @@ class Meter:
         """Keys in Redis database ``db`` (``INFO keyspace``: a probe that counts as none of the sides')."""
         return int(self._info("keyspace").get(f"db{db}", {}).get("keys", 0))
 
+    def lasting_keys(self, db: int) -> int:
+        """Keys without an expiry in Redis database ``db`` (``INFO keyspace``, as ``keys``): queues,
+        the unacked hash; not locks, leases or the workers' heartbeat keys, which come and go with
+        time (a frozen worker's heartbeat expires and is written again when it resumes)."""
+        space = self._info("keyspace").get(f"db{db}", {})
+        return int(space.get("keys", 0)) - int(space.get("expires", 0))
+
     def _snapshot(
         self, groups: Mapping[str, Child | None], platform: bool, local: CommandStats | None, before: bool
     ) -> _Snapshot:

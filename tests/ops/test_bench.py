@@ -132,3 +132,17 @@ def test_verdicts_come_from_the_measured_columns(quick_run) -> None:
     assert "### Targets" in markdown
     assert "| scenario | metric | unit |" in markdown
     assert markdown in done.stdout  # the table is printed too
+
+
+def test_the_capacity_model_predicts_the_simulated_backlog_within_25_percent(quick_run) -> None:
+    """Scenario 6 scaled down (800 integrations, the sync dispatcher every 15 s): the measured sync
+    backlog against the capacity model fed that run's separately measured costs (the full size,
+    10,000 integrations, is `mwap bench`'s)."""
+    results, _, _ = quick_run
+    (scenario,) = [s for s in results["scenarios"] if s["id"] == "capacity"]
+    checkpoints = scenario["extra"]["checkpoints"]
+    verdict = next(v for v in results["verdicts"] if v["id"] == "capacity.backlog")
+    assert verdict["met"], f"{verdict}\n{json.dumps(checkpoints, indent=1)}"
+    assert checkpoints
+    for point in checkpoints:
+        assert abs(point["measured"] - point["model"]) <= 0.25 * point["modelDrained"], point

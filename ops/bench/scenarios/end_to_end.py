@@ -220,7 +220,7 @@ def _steps(run: Run, sides: Sides) -> dict[str, dict[str, Tally]]:
         platform = side == PLATFORM
         sides.only(None)
         h.clear_jobs()
-        keys_before = meter.keys(PLATFORM_DB)
+        keys_before = meter.lasting_keys(PLATFORM_DB)
         post = sides.post(side)
         with meter.window(sides.groups(side), platform=platform) as cost:
             ids = [post() for _ in range(n)]
@@ -241,8 +241,8 @@ def _steps(run: Run, sides: Sides) -> dict[str, dict[str, Tally]]:
 
 def _drained(run: Run, side: str, ids: list[str], keys_before: int) -> None:
     """Wait until the side's worker is done with ``ids``: for the platform, every job succeeded in
-    the ledger and every message acked (its Redis database back to the keys it had before the
-    enqueue); for plain Celery, every result stored. The probes count as none of the sides'
+    the ledger and every message acked (its Redis database back to the keys without an expiry it
+    had before the enqueue: a message is acked after its locks are let go); for plain Celery, every result stored. The probes count as none of the sides'
     commands: the bench's MongoDB client is not the platform's, and INFO is left out."""
     h, meter = run.harness, run.meter
     n = len(ids)
@@ -254,7 +254,7 @@ def _drained(run: Run, side: str, ids: list[str], keys_before: int) -> None:
             interval=0.02,
         )
         wait_for(
-            lambda: meter.keys(PLATFORM_DB) <= keys_before,
+            lambda: meter.lasting_keys(PLATFORM_DB) <= keys_before,
             timeout=READ_TIMEOUT,
             what="step messages acked",
             interval=0.02,
