@@ -180,6 +180,12 @@ class Harness:
             "MWAP_ADMIN_API_KEY": "bench-admin-" + secrets.token_urlsafe(24),
             "PROMETHEUS_MULTIPROC_DIR": str(reset_multiprocess_dir(self.run_dir / "metrics")),
             **DEV_LOOPBACK_ENV,  # the fake providers answer over http on loopback
+            # The bench freezes (SIGSTOP) the side it is not measuring, for longer than the default
+            # heartbeat TTL: a frozen worker would be judged dead and its heartbeat keys come and go
+            # between a step's key counts. A heartbeat is a per-worker cost every few seconds, not a
+            # per-job one; here it is made hourly so frozen workers stay alive.
+            "MWAP_WORKER_HEARTBEAT_INTERVAL": "3600",
+            "MWAP_WORKER_HEARTBEAT_TTL": "7200",
         }
         ensure_indexes(self.db, self.settings)
         api_port, baseline_port, dramatiq_port = (processes.free_port() for _ in range(3))
