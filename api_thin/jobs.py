@@ -1,4 +1,5 @@
-"""Enqueue jobs (one, a batch, or through the trigger endpoints) and read them from the ledger.
+"""Enqueue jobs (one, a batch, or through the trigger endpoints), read them from the ledger, and
+cancel or re-run one (``mwap.job_actions``, the path the operator console takes too).
 
 The enqueue path does the least that keeps the promise: validate, authorize (at most one MongoDB
 query per batch for the integrations it names and one for the tenants the admin names; none for
@@ -21,7 +22,7 @@ from api_thin.auth import Principal
 from api_thin.problems import Problem
 from api_thin.routing import Call, Reply
 from api_thin.schemas import BatchItemOut, BatchOut, JobGetQuery, JobListQuery, JobOut, JobPage
-from mwap import jobtypes, leases, ledger, notify, redact
+from mwap import job_actions, jobtypes, leases, ledger, notify, redact
 from mwap.enqueue import Enqueued, JobRequest, enqueue
 from mwap.ids import oid
 from mwap.jobtypes import Scope
@@ -297,6 +298,72 @@ def get_job(call: Call) -> Reply:
     if doc is None:
         raise Problem(404, "No such job")
     return Reply(200, job_out(doc, call.caller))
+
+
+_REFUSALS: dict[type[job_actions.Refused], str] = {
+    job_actions.JobOpen: "The job has not ended",
+    job_actions.UnknownJobType: "The job's type no longer exists",
+    job_actions.JobTypeChanged: "The job no longer fits its type",
+    job_actions.SubjectGone: "The job's subject no longer exists",
+    job_actions.RerunInProgress: "A rerun of this job is being enqueued",
+}
+
+
+def _refused(refused: job_actions.Refused) -> Problem:
+    """404 for a job the caller cannot see; 409, naming why, for one whose state refuses the action."""
+    if isinstance(refused, job_actions.NoSuchJob):
+        return Problem(404, "No such job")
+    headers = {"Retry-After": "1"} if isinstance(refused, job_actions.RerunInProgress) else None
+    return Problem(
+        409,
+        _REFUSALS.get(type(refused), "Conflict"),
+        slug=refused.code,
+        detail=str(refused),
+        headers=headers,
+    )
+
+
+def cancel_job(call: Call) -> Reply:
+    """Cancel an open job: 200 with it, 404, or 409 when it has already ended (nothing changes)."""
+    principal = call.caller
+    try:
+        outcome = job_actions.cancel_job(
+            context.db(),
+            context.redis(),
+            call.path["jobId"],
+            tenant_id=principal.tenant_id,
+            actor=principal.actor,
+        )
+    except job_actions.Refused as refused:
+        raise _refused(refused) from None
+    if not outcome.changed:
+        raise Problem(
+            409,
+            "The job has already ended",
+            slug="job-final",
+            detail=f"the job is {outcome.job['status']}: nothing was cancelled",
+        )
+    return Reply(200, job_out(outcome.job, principal), {"Location": _location(outcome.job["_id"])})
+
+
+def rerun_job(call: Call) -> Reply:
+    """Enqueue an ended job again as a new one: 202, or 200 with the open job of that type and
+    subject; 404, or 409 while it is open or when its type, params or subject no longer hold."""
+    principal = call.caller
+    try:
+        outcome = job_actions.rerun_job(
+            context.db(),
+            context.redis(),
+            context.publish(),
+            call.path["jobId"],
+            tenant_id=principal.tenant_id,
+            actor=principal.actor,
+            lease_ttl=leases.job_lease_ttl(context.settings()),
+            request_id=request.headers.get("X-Request-ID"),
+        )
+    except job_actions.Refused as refused:
+        raise _refused(refused) from None
+    return job_reply(outcome, principal)
 
 
 def tenant_filter(principal: Principal, requested: str | None) -> str | None:

@@ -110,6 +110,40 @@ ENDPOINTS: list[Endpoint] = [
         {200: Out(JobOut, "The job (with ?wait, once it ended or the wait ran out).")},
         query=JobGetQuery,
     ),
+    Endpoint(
+        "POST",
+        "/v1/jobs/{jobId}/cancel",
+        jobs.cancel_job,
+        "Cancel a queued, running or retrying job",
+        "jobs",
+        {200: Out(JobOut, "Cancelled: the job as it is now.", headers=("Location",))},
+        body_required=False,
+        errors=(409,),  # the job has already ended: nothing changes
+        description="Its lease is freed and whoever waits on it is woken; a worker running it drops its "
+        "outcome at its next ledger write. Audited (`job.cancelled`). A tenant key reaches only its "
+        "tenant's jobs, never a system job.",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/jobs/{jobId}/rerun",
+        jobs.rerun_job,
+        "Enqueue an ended job again, as a new job",
+        "jobs",
+        {
+            202: Out(JobOut, "A new job, with `rerunOf` naming this one.", headers=("Location",)),
+            200: Out(
+                JobOut,
+                "This job's last rerun, or another job of its type and subject, is still queued or "
+                "running: that job.",
+                ("Location",),
+            ),
+        },
+        body_required=False,
+        errors=(409,),  # still open; its type, params or subject no longer hold; a rerun in flight
+        description="Same type, tenant, subject and params, for a job that succeeded, failed or was "
+        "cancelled. Audited (`job.rerun`). A tenant key reaches only its tenant's jobs, never a "
+        "system job.",
+    ),
     # integrations
     Endpoint(
         "GET",

@@ -118,6 +118,9 @@ class JobOut(Out):
     result: dict[str, Any] | None
     error: JobError | None
     request_id: str | None = Field(alias="requestId")
+    rerun_of: IdStr | None = Field(
+        default=None, alias="rerunOf", description="The job this one re-runs (`POST /v1/jobs/{id}/rerun`)."
+    )
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> "JobOut":

@@ -1,7 +1,8 @@
 """The job ledger: one ``jobs`` document per job, whose status follows the job.
 
 queued -> running -> succeeded | failed, with running -> retrying -> running for retries; any open
-job becomes ``cancelled`` when its integration is removed or disabled (``cancel``). The
+job becomes ``cancelled`` when its integration is removed or disabled (``cancel``), or when the API
+or an operator cancels it (``cancel_one``, through ``mwap.job_actions``). The
 ledger is the source of truth for results (Celery keeps none) and survives a broker that loses
 its data; every transition is a single conditional update, so a redelivered message cannot move
 a finished job back.
@@ -199,15 +200,33 @@ def cancel(db: Database[Document], query: dict[str, Any], *, reason: str) -> lis
         return []
     db[COLLECTION].update_many(
         {"_id": {"$in": [job["_id"] for job in found]}, "status": {"$in": OPEN}},
-        {
-            "$set": {
-                "status": Status.CANCELLED.value,
-                "finishedAt": now(),
-                "error": {"type": "Cancelled", "message": reason[:500]},
-            }
-        },
+        {"$set": _cancelled(reason)},
     )
     return found
+
+
+def cancel_one(
+    db: Database[Document], job_id: str, *, tenant_id: ObjectId | str | None, reason: str
+) -> dict[str, Any] | None:
+    """Cancel one open job (with a tenant id, only that tenant's) in one conditional update: its
+    document after, or None when it is unknown, another tenant's or already final (then nothing
+    changed). Of concurrent callers exactly one gets the document, so what follows a cancellation
+    (freeing its lease, its end notice, its audit entry) happens once."""
+    query: dict[str, Any] = {"_id": job_id, "status": {"$in": OPEN}}
+    if tenant_id is not None:
+        query["tenantId"] = oid(tenant_id)
+    return db[COLLECTION].find_one_and_update(
+        query, {"$set": _cancelled(reason)}, return_document=ReturnDocument.AFTER
+    )
+
+
+def _cancelled(reason: str) -> dict[str, Any]:
+    """What a cancellation writes (``cancel``, ``cancel_one``)."""
+    return {
+        "status": Status.CANCELLED.value,
+        "finishedAt": now(),
+        "error": {"type": "Cancelled", "message": reason[:500]},
+    }
 
 
 def get(
