@@ -31,10 +31,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Debian's package lists, fetched at most once per bootstrap, by the first block below that installs.
+apt_update_once() {
+  if [ -z "${apt_updated:-}" ]; then apt-get update -qq >&2 && apt_updated=1; fi
+}
+
 if [ -z "${MWAP_REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "ops: installing Debian's redis-server" >&2
-    apt-get update -qq >&2
+    apt_update_once
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
   else
     echo "ops: redis-server is missing. Install it (apt-get install redis-server) or set MWAP_REDIS_URL." >&2
@@ -51,7 +56,7 @@ if [ -n "${MWAP_NEED_PROMTOOL:-}" ] && { ! command -v promtool >/dev/null 2>&1 |
     command -v promtool >/dev/null 2>&1 || packages="$packages prometheus"
     command -v kubectl >/dev/null 2>&1 || packages="$packages kubernetes-client"
     echo "ops: installing Debian packages:$packages (for promtool and kubectl)" >&2
-    apt-get update -qq >&2
+    apt_update_once
     # Only its promtool is used: a policy-rc.d answering 101 keeps the package's server from starting.
     policy=/usr/sbin/policy-rc.d
     own_policy=""
@@ -62,6 +67,58 @@ if [ -n "${MWAP_NEED_PROMTOOL:-}" ] && { ! command -v promtool >/dev/null 2>&1 |
   else
     echo "ops: promtool or kubectl is missing. Install them (apt-get install prometheus kubernetes-client)." >&2
     exit 1
+  fi
+fi
+
+# The console's browser tests (tests/console) drive Debian's chromium through its chromedriver, and check
+# each page with axe-core (Deque's accessibility engine, MPL-2.0), injected into the page. Only ops/test
+# needs them (MWAP_NEED_BROWSER); tests/console/browser.py reads the same paths and pin.
+if [ -n "${MWAP_NEED_BROWSER:-}" ]; then
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "ops: installing Debian packages: chromium chromium-driver (for the browser tests)" >&2
+      apt_update_once
+      # Without its recommends (udev, upower, CUPS, a notification daemon: 131 packages, not 26) that a
+      # headless browser never uses; fontconfig's own dependency brings a font.
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2
+    else
+      echo "ops: /usr/bin/chromium or /usr/bin/chromedriver is missing. Install them (apt-get install chromium chromium-driver)." >&2
+      exit 1
+    fi
+  fi
+
+  # axe-core at the version ops/axe-core.version pins, fetched once with npm into .data/vendor/ and
+  # used only if the tarball's digest is the pinned one (npm's dist.integrity: sha512, base64).
+  axe_version="$(awk '$1 == "version" { print $2 }' "$root/ops/axe-core.version")"
+  axe_integrity="$(awk '$1 == "integrity" { print $2 }' "$root/ops/axe-core.version")"
+  if [ -z "$axe_version" ] || [ -z "$axe_integrity" ]; then
+    echo "ops: ops/axe-core.version must name a version and an integrity." >&2
+    exit 1
+  fi
+  axe_dir="$root/.data/vendor/axe-core-$axe_version"
+  if [ ! -f "$axe_dir/axe.min.js" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "ops: npm is missing: it fetches axe-core $axe_version for the browser tests. Install Node.js and npm (apt-get install npm)." >&2
+      exit 1
+    fi
+    echo "ops: fetching axe-core $axe_version into $axe_dir" >&2
+    mkdir -p "$root/.data/vendor"
+    axe_tmp="$(mktemp -d "$root/.data/vendor/.axe-core-$axe_version.XXXXXX")"
+    chmod 755 "$axe_tmp"
+    if ! (cd "$axe_tmp" && npm pack --silent --ignore-scripts "axe-core@$axe_version" >/dev/null); then
+      rm -rf "$axe_tmp"
+      echo "ops: npm pack axe-core@$axe_version failed (is the npm registry reachable?)" >&2
+      exit 1
+    fi
+    axe_got="sha512-$("$venv/bin/python" -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$axe_tmp/axe-core-$axe_version.tgz")"
+    if [ "$axe_got" != "$axe_integrity" ]; then
+      rm -rf "$axe_tmp"
+      echo "ops: axe-core-$axe_version.tgz from npm has integrity $axe_got, not $axe_integrity as ops/axe-core.version pins: not used." >&2
+      exit 1
+    fi
+    tar -xzf "$axe_tmp/axe-core-$axe_version.tgz" -C "$axe_tmp" --strip-components=1 package/axe.min.js package/LICENSE
+    rm -rf "$axe_dir"
+    mv "$axe_tmp" "$axe_dir"
   fi
 fi
 
