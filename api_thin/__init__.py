@@ -3,7 +3,7 @@
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api_thin import observability, problems, routes
+from api_thin import console, observability, problems, routes
 from mwap import notify
 from mwap.settings import Settings, load_or_exit
 from worker.app import create_celery_app
@@ -28,4 +28,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     problems.install(app)
     observability.install(app)
     routes.install(app)
+    console.install(app)
     return app

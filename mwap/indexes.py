@@ -121,6 +121,17 @@ def _declared(settings: Settings) -> list[Index]:
             [("type", ASCENDING), ("status", ASCENDING), ("createdAt", DESCENDING)],
         ),
         Index("jobs", "status_created", [("status", ASCENDING), ("createdAt", ASCENDING)]),
+        # the console's lists, newest first, paged on (createdAt, _id): every job, by status (dead
+        # letters), by type (api_thin/console/queries.py)
+        Index("jobs", "created_id", [("createdAt", DESCENDING), ("_id", DESCENDING)]),
+        Index(
+            "jobs",
+            "status_created_id",
+            [("status", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)],
+        ),
+        Index(
+            "jobs", "type_created_id", [("type", ASCENDING), ("createdAt", DESCENDING), ("_id", DESCENDING)]
+        ),
         # the dead-worker check: a dead worker run's running jobs (only running jobs are indexed)
         Index(
             "jobs",

@@ -72,3 +72,11 @@ def forget(redis: Redis, runs: list[str]) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+BEAT_LEADER_KEY = "mwap:beat:leader"
+
+
+def beat_leader(redis: Redis, identity: str, *, ttl: int) -> None:
+    """The beat leader says who it is (``host:pid``) for ``ttl`` seconds (the operators' console)."""
+    redis.set(BEAT_LEADER_KEY, identity, ex=ttl)

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # holds a server thread): past it a request answers at once. 0 waiters: ?wait is ignored.
     job_wait_max: float = Field(default=10.0, ge=0, le=25)
     job_waiters_per_process: int = Field(default=3, ge=0, le=64)
+    # The operators' console (/console): a session ends after this long idle, and at the latest
+    # this long after sign-in.
+    console_session_idle_seconds: int = Field(default=1800, ge=60, le=86_400)
+    console_session_max_seconds: int = Field(default=12 * 3600, ge=300, le=7 * 86_400)
 
     # Schedule intervals, seconds (seed 000's defaults: health every 15 min, a new integration
     # checked within 5 min, token refresh hourly with a look-ahead covering the interval, audit

@@ -21,7 +21,7 @@ from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
 from redis import exceptions as redis_exceptions
 
-from mwap import metrics
+from mwap import liveness, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ class Scheduler(RedBeatScheduler):
             logger.info("beat: leader lock lost, acquired again; schedule reinstalled")
             return 0.0
         # Only the lock holder ticks: a standby blocks on the lock until the leader's lapses.
-        metrics.scheduler_leader(f"{socket.gethostname()}:{os.getpid()}", is_leader=True)
+        identity = f"{socket.gethostname()}:{os.getpid()}"
+        metrics.scheduler_leader(identity, is_leader=True)
+        liveness.beat_leader(get_redis(self.app), identity, ttl=int(self.lock_timeout))
         return interval
 
     def setup_schedule(self) -> None:
