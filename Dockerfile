@@ -15,7 +15,10 @@ COPY tasks ./tasks
 COPY api_thin ./api_thin
 COPY mwap_cli ./mwap_cli
 # The project alone: every dependency is already installed from the lock.
-RUN pip install --no-deps . && useradd --system --uid 10001 --home /app mwap
+# /var/lib/flower: Flower's state file (compose mounts a named volume there, which takes this
+# directory's owner when it is first created).
+RUN pip install --no-deps . && useradd --system --uid 10001 --home /app mwap \
+    && install -d -o mwap -g mwap -m 0700 /var/lib/flower
 
 USER mwap
 EXPOSE 8000 5555

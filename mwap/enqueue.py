@@ -3,13 +3,16 @@ continuation, a worker's requeue and the reconciler's resends.
 
 For each request: take the job's lease (at most one open job per type and subject), write the
 ledger documents in one ``insert_many``, then publish one message per job carrying only its id
-(several in one Redis round trip when the publisher can batch them).
+(several in one Redis round trip when the publisher can batch them). Beside it, for people reading
+the broker (Flower, Celery's logs), the message shows who the job is for (``about_job``): its type,
+tenant and subject ids, never its params.
 A request whose lease is held gets the job that holds it instead of a new one. Messages are sent
 by one ``Publisher`` (``worker.app.publisher``), always after the ledger write they point to.
 """
 
+import ast
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,8 +29,9 @@ from mwap.store import Document
 class Publisher(Protocol):
     """Sends one job's message: by task name, the job id its only argument and its task id.
 
-    A publisher may also have ``batch()`` (``BatchingPublisher``): ``enqueue`` then sends its messages
-    together when they are all written, in one round trip.
+    ``about`` (``about_job(job)``) is shown as the message's keyword arguments (Celery's ``kwargsrepr``)
+    and never passed to the task. A publisher may also have ``batch()`` (``BatchingPublisher``):
+    ``enqueue`` then sends its messages together when they are all written, in one round trip.
     """
 
     def __call__(
@@ -38,6 +42,7 @@ class Publisher(Protocol):
         headers: dict[str, str],
         *,
         countdown: float | None = None,
+        about: Mapping[str, str] | None = None,
     ) -> None: ...
 
 
@@ -45,6 +50,48 @@ class BatchingPublisher(Publisher, Protocol):
     """A publisher that can hold its messages and send them together (``worker.app.publisher``)."""
 
     def batch(self) -> AbstractContextManager[None]: ...
+
+
+# The subject ids a message shows (the ledger's ``subject`` may only ever hold ids).
+ABOUT_SUBJECT_KEYS = ("integrationId", "projectId", "tenantId")
+_ABOUT_KEYS = frozenset({"type", *ABOUT_SUBJECT_KEYS})
+# A kwargsrepr longer than this is none of ours (ours: a type and three 24-hex ids).
+_ABOUT_REPR_MAX_CHARS = 512
+
+
+def about_job(job: Mapping[str, Any]) -> dict[str, str]:
+    """Who a ledger job is for, as its message shows it: its type, tenant id and subject ids.
+
+    Ids only, so nothing secret; Flower finds a tenant's jobs with ``kwargs:tenantId=<id>``.
+    """
+    shown = {"type": str(job["type"])}
+    if job.get("tenantId") is not None:
+        shown["tenantId"] = str(job["tenantId"])
+    subject = job.get("subject") or {}
+    for key in ABOUT_SUBJECT_KEYS:
+        if subject.get(key) is not None:
+            shown.setdefault(key, str(subject[key]))  # the ledger's tenantId wins
+    return shown
+
+
+def about_from_repr(text: object) -> dict[str, str] | None:
+    """``about_job`` back from a message's ``kwargsrepr`` (a worker's requeue shows what it was sent);
+    None for anything else, so a forged message's text is never carried on."""
+    if not isinstance(text, str) or len(text) > _ABOUT_REPR_MAX_CHARS:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if (
+        not isinstance(value, dict)
+        or "type" not in value
+        or not set(value) <= _ABOUT_KEYS
+        or not all(isinstance(v, str) for v in value.values())
+    ):
+        return None
+    shown: dict[str, str] = dict(value)
+    return shown
 
 
 def _type(name: str) -> JobType:
@@ -169,7 +216,7 @@ def _publish_all(
 
     def send(draft: dict[str, Any]) -> None:
         headers = {"requestId": draft["requestId"]} if draft.get("requestId") else {}
-        publish(draft["type"], draft["_id"], draft["queue"], headers)
+        publish(draft["type"], draft["_id"], draft["queue"], headers, about=about_job(draft))
 
     batch = getattr(publish, "batch", None)
     if batch is None or len(drafts) == 1:
@@ -285,13 +332,20 @@ def continue_job(
         draft["leaseKey"] = job.lease_key
         leases.take_over(redis, job.lease_key, job.id, draft["_id"], lease_ttl)
     db[ledger.COLLECTION].insert_one(draft)
-    publish(job.type, draft["_id"], job_type.queue.value, {})
+    publish(job.type, draft["_id"], job_type.queue.value, {}, about=about_job(draft))
     return str(draft["_id"])
 
 
 def resend(
-    publish: Publisher, job_type: str, job_id: str, queue: str, *, countdown: float | None = None
+    publish: Publisher,
+    job_type: str,
+    job_id: str,
+    queue: str,
+    *,
+    countdown: float | None = None,
+    about: Mapping[str, str] | None = None,
 ) -> None:
-    """Send an existing ledger job's message again (a worker's requeue, the reconciler's resend).
-    Safe to repeat: a job runs once at a time and a message for a final job does nothing."""
-    publish(job_type, job_id, queue, {}, countdown=countdown)
+    """Send an existing ledger job's message again (a worker's requeue, the reconciler's resend),
+    showing ``about`` as the first message did. Safe to repeat: a job runs once at a time and a
+    message for a final job does nothing."""
+    publish(job_type, job_id, queue, {}, countdown=countdown, about=about)

@@ -243,9 +243,26 @@ def start_api(*, env: Mapping[str, str], log_dir: Path | None, port: int) -> Chi
     return child
 
 
-def start_flower(*, env: Mapping[str, str], log_dir: Path | None, port: int, basic_auth: str) -> Child:
+# How often a persistent Flower writes its state (milliseconds); it also writes it when stopped.
+FLOWER_STATE_SAVE_INTERVAL_MS = 10_000
+
+
+def start_flower(
+    *,
+    env: Mapping[str, str],
+    log_dir: Path | None,
+    port: int,
+    basic_auth: str,
+    db: Path | None = None,
+    state_save_interval_ms: int = FLOWER_STATE_SAVE_INTERVAL_MS,
+) -> Child:
+    """Flower on 127.0.0.1:port; with ``db``, persistent: it keeps its task history in that file
+    (written every ``state_save_interval_ms`` and when stopped) and reads it back at start."""
     # Credentials travel in the environment (FLOWER_BASIC_AUTH), not argv, where `ps` would show them.
     argv = [PYTHON, "-m", "celery", "-A", CELERY_APP, "flower", f"--port={port}", "--address=127.0.0.1"]
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        argv += ["--persistent=True", f"--db={db}", f"--state_save_interval={state_save_interval_ms}"]
     # Flower is not ours to meter: keep its process metrics out of the platform's /metrics.
     flower_env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     child = spawn("flower", argv, env={**flower_env, "FLOWER_BASIC_AUTH": basic_auth}, log_dir=log_dir)

@@ -119,7 +119,8 @@ def load_credentials(data_dir: Path) -> dict[str, Any]:
 
 
 class Stack:
-    """Starts the processes in dependency order and stops them in reverse."""
+    """Starts the processes in dependency order (Flower before the workers) and stops them in
+    reverse."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -173,6 +174,19 @@ class Stack:
             )
             env["MWAP_MONGO_URL"] = processes.mongo_url(port)
 
+        # Flower before any worker: it names a task from the task-received event only, so a job a
+        # worker received before Flower listened would show without a name. Its history survives a
+        # restart of the stack in .data/flower.db.
+        self.add(
+            processes.start_flower(
+                env=env,
+                log_dir=self.log_dir,
+                port=flower_port,
+                basic_auth=env["MWAP_FLOWER_BASIC_AUTH"],
+                db=self.data_dir / "flower.db",
+            )
+        )
+
         providers_port = processes.free_port()
         self.add(
             processes.start_fake_providers(
@@ -205,11 +219,6 @@ class Stack:
             processes.start_beat(env=env, log_dir=self.log_dir, schedule_path=self.data_dir / "beat-schedule")
         )
         self.add(processes.start_api(env=env, log_dir=self.log_dir, port=api_port))
-        self.add(
-            processes.start_flower(
-                env=env, log_dir=self.log_dir, port=flower_port, basic_auth=env["MWAP_FLOWER_BASIC_AUTH"]
-            )
-        )
         stack = {
             "api": f"http://127.0.0.1:{api_port}",
             "flower": f"http://127.0.0.1:{flower_port}",

@@ -31,23 +31,14 @@ from celery import shared_task
 from mwap import broker, leases, ledger, liveness
 from mwap.ledger import now
 from mwap.services import Services
-from tasks.reconcile import resend_or_fail
+from tasks.reconcile import RESEND_FIELDS, resend_or_fail
 from worker.app import publisher
 from worker.base import services_of
 
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
-PROJECTION = {
-    "type": 1,
-    "subject": 1,
-    "status": 1,
-    "attempts": 1,
-    "queue": 1,
-    "resends": 1,
-    "workerRun": 1,
-    "execOwner": 1,
-}
+PROJECTION = {**RESEND_FIELDS, "workerRun": 1, "execOwner": 1}  # and the run's lock owner
 
 
 def recover(services: Services, app: Any) -> dict[str, int]:

@@ -28,6 +28,11 @@ from worker.base import services_of
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
+# What ``resend_or_fail`` reads of a job: enough to resend it (its message shows whom it is for:
+# type, tenant and subject) or fail it as lost.
+RESEND_FIELDS = {"type": 1, "tenantId": 1, "subject": 1, "status": 1, "attempts": 1, "queue": 1, "resends": 1}
+# What a pass reads of a stale job: that, and enough to judge whether anyone runs it.
+PROJECTION = {**RESEND_FIELDS, "worker": 1, "startedAt": 1, "reconciledAt": 1}
 
 
 def executing_jobs(app: Any) -> dict[str, set[str]]:
@@ -70,8 +75,9 @@ def resend_or_fail(
     """Resend an open job no one runs, or fail it as lost once it was resent ``max_resends``
     times; None when it changed since it was read (under load many finish during a pass).
 
-    ``job`` as read (``_id``, ``type``, ``status``, ``attempts``, ``queue``, ``resends``, and
-    ``workerRun`` when the caller read it: the resend is then conditional on it too).
+    ``job`` as read (``_id``, ``type``, ``tenantId``, ``subject``, ``status``, ``attempts``,
+    ``queue``, ``resends``, and ``workerRun`` when the caller read it: the resend is then
+    conditional on it too).
     ``before_send`` runs between the ledger's mark and the publish (freeing a dead holder's lock).
     """
     job_id = job["_id"]
@@ -101,7 +107,7 @@ def resend_or_fail(
         before_send()
     job_type = jobtypes.get(job["type"])
     queue = job.get("queue") or (job_type.queue.value if job_type else jobtypes.Queue.DEFAULT.value)
-    enqueue.resend(publish, job["type"], job_id, queue)
+    enqueue.resend(publish, job["type"], job_id, queue, about=enqueue.about_job(job))
     return "resent"
 
 
@@ -116,17 +122,7 @@ def reconcile(services: Services, app: Any) -> dict[str, int]:
                 "status": {"$in": ledger.OPEN},
                 "createdAt": {"$lt": moment - timedelta(seconds=settings.stale_job_after)},
             },
-            {
-                "type": 1,
-                "subject": 1,
-                "status": 1,
-                "attempts": 1,
-                "queue": 1,
-                "worker": 1,
-                "startedAt": 1,
-                "resends": 1,
-                "reconciledAt": 1,
-            },
+            PROJECTION,
         ).limit(BATCH)
     )
     counts = {"stale": len(stale), "resent": 0, "lost": 0}

@@ -1,7 +1,7 @@
 """The Celery app factory. Configuration comes from one Settings object; nothing here runs jobs."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -106,10 +106,16 @@ class _Message(NamedTuple):
     queue: str
     headers: dict[str, str]
     countdown: float | None
+    about: Mapping[str, str] | None
 
 
 class _Publisher:
     """Sends a job's message by task name, its job id the only argument and the task id.
+
+    Its ``argsrepr`` shows that argument (``['<job id>']``) and its ``kwargsrepr`` the ``about``
+    given (``enqueue.about_job``: type, tenant and subject ids) as a dict literal: what Flower lists
+    as the task's arguments, and parses for ``kwargs:tenantId=<id>``. The task gets no keyword
+    arguments.
 
     Within ``batch()``, this thread's messages are held in one Redis pipeline (kombu's
     ``Producer.batch``) sent when the block ends: a 100-job request or a dispatcher's chunk costs one
@@ -130,8 +136,9 @@ class _Publisher:
         headers: dict[str, str],
         *,
         countdown: float | None = None,
+        about: Mapping[str, str] | None = None,
     ) -> None:
-        message = _Message(task_name, job_id, queue, headers, countdown)
+        message = _Message(task_name, job_id, queue, headers, countdown, about)
         held: list[_Message] | None = getattr(self._local, "held", None)
         if held is not None:
             held.append(message)
@@ -146,6 +153,8 @@ class _Publisher:
             headers=message.headers,
             countdown=message.countdown,
             producer=producer,
+            # Celery also copies it into the message's properties; its argsrepr is its own default.
+            kwargsrepr=repr(dict(message.about)) if message.about else None,
         )
 
     @contextmanager

@@ -5,7 +5,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -13,7 +13,7 @@ from typing import Any, cast
 import kombu.exceptions
 import pymongo.errors
 from celery import Celery, Task, shared_task
-from celery.exceptions import Reject, WorkerLostError
+from celery.exceptions import Reject, Retry, WorkerLostError
 from celery.worker.request import Request
 from pymongo.database import Database
 from redis import exceptions as redis_exceptions
@@ -193,6 +193,16 @@ class JobTask(Task):
         # At least a second: the retry must not overtake this delivery's release of the job.
         return max(1.0, min(float(wanted), cap))
 
+    def retry(self, *args: Any, **options: Any) -> Retry:
+        """Celery's retry, its new message showing what this one showed (``argsrepr``,
+        ``kwargsrepr``: the job id, whom the job is for). Celery's own would show the arguments'
+        tuple and no keyword arguments, and Flower would then list the job as for no one."""
+        for key in ("argsrepr", "kwargsrepr"):
+            shown = self.request.get(key)
+            if isinstance(shown, str) and shown:
+                options.setdefault(key, shown)
+        return super().retry(*args, **options)
+
     def continue_later(self, job: Job, *, params: dict[str, Any]) -> str:
         """Enqueue this job's continuation (same type and subject), handing it this job's lease."""
         settings = settings_of(self.app)
@@ -311,7 +321,12 @@ class JobTask(Task):
         if not self._take_tenant_slot(doc):
             # The tenant has its share of workers busy: step aside for other tenants' jobs.
             ledger.defer(self.db(), job_id)
-            return self._requeue(job_id, countdown=random.uniform(1, 5), why="tenant at its running-job cap")  # noqa: S311
+            return self._requeue(
+                job_id,
+                countdown=random.uniform(1, 5),  # noqa: S311
+                why="tenant at its running-job cap",
+                about=enqueue.about_job(doc),
+            )
         delivery.skip = False
         delivery.started_at = doc["startedAt"]
         delivery.lease_key = doc.get("leaseKey")
@@ -343,12 +358,20 @@ class JobTask(Task):
             # max_retries=None: the budget is the ledger's count, checked above, not Celery's.
             raise self.retry(exc=error, countdown=self.backoff(error), max_retries=None) from None
 
-    def _requeue(self, job_id: str, *, countdown: float, why: str) -> None:
-        """Send the job's message again for later and finish this delivery without an outcome."""
+    def _requeue(
+        self, job_id: str, *, countdown: float, why: str, about: Mapping[str, str] | None = None
+    ) -> None:
+        """Send the job's message again for later and finish this delivery without an outcome.
+
+        The new message shows ``about`` (from the ledger document when the caller read it), else
+        what this message showed, so Flower keeps listing whom the job is for.
+        """
         queue = (self.request.delivery_info or {}).get("routing_key") or (
             self.job_type.queue.value if self.job_type else jobtypes.Queue.DEFAULT.value
         )
-        enqueue.resend(publisher(self.app), self.name, job_id, queue, countdown=countdown)
+        if about is None:
+            about = enqueue.about_from_repr(self.request.get("kwargsrepr"))
+        enqueue.resend(publisher(self.app), self.name, job_id, queue, countdown=countdown, about=about)
         logger.info("job %s put back for %.0fs: %s", job_id, countdown, why)
 
     def after_return(  # noqa: PLR0917 - Celery's hook signature

@@ -198,14 +198,14 @@ def test_the_same_subject_id_under_two_tenants_gets_two_jobs(offline: Services, 
     assert str(a) in first.lease_key
     assert str(b) not in first.lease_key
 
-    [one] = enqueue(db, offline.redis, lambda *_: None, [first], lease_ttl=300)
-    [two] = enqueue(db, offline.redis, lambda *_: None, [second], lease_ttl=300)
+    [one] = enqueue(db, offline.redis, lambda *_, **__: None, [first], lease_ttl=300)
+    [two] = enqueue(db, offline.redis, lambda *_, **__: None, [second], lease_ttl=300)
     assert one.created
     assert two.created
     assert two.job["_id"] != one.job["_id"]
     assert (one.job["tenantId"], two.job["tenantId"]) == (a, b)
     # The second request of tenant A still finds A's open job: the lease still does its work.
-    [again] = enqueue(db, offline.redis, lambda *_: None, [first], lease_ttl=300)
+    [again] = enqueue(db, offline.redis, lambda *_, **__: None, [first], lease_ttl=300)
     assert (again.created, again.job["_id"]) == (False, one.job["_id"])
 
 

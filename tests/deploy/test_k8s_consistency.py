@@ -162,6 +162,18 @@ def test_flower_gets_its_basic_auth_and_no_metrics_directory(production: list[Ma
     assert of_kind(production, "Service")["mwap-flower"]["spec"]["type"] == "ClusterIP"
 
 
+def test_flower_keeps_its_history_on_a_writable_volume(production: list[Manifest]) -> None:
+    """Persistent Flower writes its state file on SIGTERM and every interval: on a read-only root
+    that directory must be a volume (an emptyDir: the history outlives the container, not the pod)."""
+    command = containers(production)["mwap-flower"]["command"]
+    assert "--persistent=True" in command
+    [db] = [arg.removeprefix("--db=") for arg in command if arg.startswith("--db=")]
+    pod = pods(production)["mwap-flower"]
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    volume = {v["name"]: v for v in pod["volumes"]}[mounts[db.rsplit("/", 1)[0]]]
+    assert "emptyDir" in volume
+
+
 # --- queues and autoscaling ------------------------------------------------------------------
 
 

@@ -148,6 +148,25 @@ def test_flower_checks_its_password_strength_at_start(compose: dict) -> None:
     assert env["MWAP_FLOWER_BASIC_AUTH"] == "${MWAP_FLOWER_BASIC_AUTH}"
 
 
+def test_flower_starts_before_the_workers_and_keeps_its_history(compose: dict) -> None:
+    services = compose["services"]
+    # Flower names a task from its task-received event only: it listens before any worker runs,
+    # and the workers send their events from their start.
+    for name in ("worker", "worker-sync"):
+        assert services[name]["depends_on"]["flower"] == {"condition": "service_healthy"}, name
+    assert compose["x-platform"]["environment"]["MWAP_WORKER_TASK_EVENTS"] == "true"
+    # Persistent: its state file on a named volume, written every minute and when it stops.
+    flower = services["flower"]
+    command = flower["command"]
+    assert "--persistent=True" in command
+    [db] = [arg.removeprefix("--db=") for arg in command if arg.startswith("--db=")]
+    mounts = dict(volume.split(":", 1)[::-1] for volume in flower["volumes"])
+    assert mounts[str(Path(db).parent)] in compose["volumes"]
+    assert [a for a in command if a.startswith("--state_save_interval=")] == ["--state_save_interval=60000"]
+    # The image makes that directory its user's, so a new named volume is writable by it.
+    assert f"install -d -o mwap -g mwap -m 0700 {Path(db).parent}" in (ROOT / "Dockerfile").read_text()
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
 def test_docker_compose_config_accepts_it() -> None:
     env = {"PATH": "/usr/bin:/bin", "MWAP_ENCRYPTION_KEYS": "k1:x", "MWAP_ADMIN_API_KEY": "k" * 20}

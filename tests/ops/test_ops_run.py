@@ -1,5 +1,7 @@
 """ops/run as a user runs it: the whole stack comes up, serves a job, and SIGTERM leaves nothing."""
 
+import ast
+import dbm
 import json
 import os
 import signal
@@ -72,10 +74,13 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
         lambda: requests.get(f"{api}/ready", timeout=5).status_code == 200, timeout=30, what="ready"
     )
 
-    # Flower answers, and only with its credentials.
+    # Flower answers, and only with its credentials. It started before every worker (the stack
+    # lists its processes in start order), so it hears every job's task-received event.
     assert requests.get(f"{flower}/api/workers", timeout=5).status_code == 401
     auth = (creds["flower"]["user"], creds["flower"]["password"])
     assert requests.get(f"{flower}/api/workers", auth=auth, timeout=10).status_code == 200
+    order = list(stack["pids"])
+    assert order.index("flower") < min(order.index(n) for n in ("worker", "worker-sync", "beat", "api"))
 
     headers = {"Authorization": f"Bearer {creds['adminApiKey']}"}
     posted = requests.post(
@@ -95,13 +100,15 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
     )
     assert done["result"]["message"] == "smoke"
 
-    # Flower shows the job under its job type, with the id as its only argument (no secrets).
+    # Flower shows the job under its job type, with the id as its only argument and whom it is
+    # for as its keyword arguments (a system job: no tenant, no subject).
     def flower_task() -> dict | None:
         return requests.get(f"{flower}/api/task/info/{done['id']}", auth=auth, timeout=5).json()
 
     task = wait_for(flower_task, timeout=30, what="task in Flower")
     assert task["name"] == "system.echo"
     assert task["args"] == f"['{done['id']}']"
+    assert ast.literal_eval(task["kwargs"]) == {"type": "system.echo"}
 
     # The demo: providers are the local fakes, and beat dispatches the demo integrations' jobs.
     assert stack["providers"]["google-drive"].startswith(stack["providers"]["url"])
@@ -126,8 +133,35 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
         f["path"] for f in items
     ]
 
+    # Beat dispatched the demo's jobs from the stack's first seconds: Flower lists every task it
+    # saw by name, and finds the integration's sync by whom it is for.
+    def flower_tasks(**params: str) -> dict[str, dict]:
+        listed = requests.get(f"{flower}/api/tasks", params=params, auth=auth, timeout=10)
+        assert listed.status_code == 200, listed.text
+        return listed.json()
+
+    everything = flower_tasks()
+    assert everything
+    assert [t for t in everything.values() if not t.get("name")] == []
+    syncs = flower_tasks(search=f"kwargs:integrationId={google['id']}", taskname="integration.sync_files")
+    assert syncs, "the demo integration's sync is not found by its integrationId"
+    for sync in syncs.values():
+        assert ast.literal_eval(sync["kwargs"]) == {
+            "type": "integration.sync_files",
+            "tenantId": acme,
+            "integrationId": google["id"],
+        }
+    assert set(syncs) <= set(flower_tasks(search=f"kwargs:tenantId={acme}"))
+    # No secret of the stack in anything Flower shows.
+    shown = json.dumps(everything)
+    secrets = [creds["adminApiKey"], creds["flower"]["password"], *creds["tenantApiKeys"].values()]
+    assert [s[:6] for s in secrets if s in shown] == []
+
     tree = descendants(process.pid)
     assert len(tree) >= 6  # redis, mongo, two workers, beat, api, flower and their own children
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     wait_for(lambda: not any(alive(pid) for pid in tree), timeout=20, what="children gone")
+    # Flower wrote its history when it stopped; the next ops/run reads it back.
+    with dbm.open(str(data_dir / "flower.db"), "r") as saved:  # Flower's shelve: its keys, nothing unpickled
+        assert b"events" in saved
