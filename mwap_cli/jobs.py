@@ -1,4 +1,4 @@
-"""``mwap jobs``: enqueue a job as the API would, read the ledger, retry a failed job."""
+"""``mwap jobs``: enqueue a job as the API would, read the ledger, retry a failed job, cancel an open one."""
 
 import json
 from typing import Any
@@ -17,22 +17,23 @@ def _job_line(job: dict[str, Any]) -> str:
 
 
 def _enqueue(ctx: Context, requests: list[Any]) -> list[Any]:
-    from mwap.connections import redis_client  # noqa: PLC0415
     from mwap.enqueue import enqueue  # noqa: PLC0415
-    from worker.app import create_celery_app, publisher  # noqa: PLC0415
+    from worker.app import publisher  # noqa: PLC0415
 
-    settings = ctx.settings
-    producer = create_celery_app(settings, include_tasks=False)
+    producer, redis = _producer_and_redis(ctx)
     try:
         return enqueue(
-            ctx.db,
-            redis_client(settings),
-            publisher(producer),
-            requests,
-            lease_ttl=leases.job_lease_ttl(settings),
+            ctx.db, redis, publisher(producer), requests, lease_ttl=leases.job_lease_ttl(ctx.settings)
         )
     finally:
         producer.close()
+
+
+def _producer_and_redis(ctx: Context) -> tuple[Any, Any]:
+    from mwap.connections import redis_client  # noqa: PLC0415
+    from worker.app import create_celery_app  # noqa: PLC0415
+
+    return create_celery_app(ctx.settings, include_tasks=False), redis_client(ctx.settings)
 
 
 @click.group()
@@ -136,23 +137,60 @@ def jobs_list(
     ctx.emit(rows, lambda: "\n".join(_job_line(r) for r in rows) or "no jobs")
 
 
+CLI_ACTOR = {"type": "operator", "id": "mwap jobs", "via": "cli"}
+
+
 @jobs.command("retry")
 @click.argument("job_id")
 @json_flag
 @pass_ctx
 def jobs_retry(ctx: Context, job_id: str) -> None:
-    """Enqueue a failed job again (a new job with the same type, subject and params)."""
-    from mwap.enqueue import JobRequest  # noqa: PLC0415
+    """Enqueue a failed job again: a new job with the same type, subject and params, linked to it
+    (``rerunOf``) and audited, through the same path as POST /v1/jobs/{id}/rerun and the console."""
+    from mwap import job_actions  # noqa: PLC0415
+    from worker.app import publisher  # noqa: PLC0415
 
-    job = ledger.get(ctx.db, job_id, tenant_id=None)
+    job = ledger.get(ctx.db, job_id, tenant_id=None) if is_oid(job_id) else None
     if job is None:
         raise click.ClickException(f"no job {job_id}")
     if job["status"] != "failed":
         raise click.ClickException(f"job {job_id} is {job['status']}; only failed jobs are retried")
-    [outcome] = _enqueue(
-        ctx, [JobRequest(job["type"], job.get("tenantId"), job.get("subject") or {}, job.get("params") or {})]
-    )
+    producer, redis = _producer_and_redis(ctx)
+    try:
+        outcome = job_actions.rerun_job(
+            ctx.db,
+            redis,
+            publisher(producer),
+            job_id,
+            tenant_id=None,
+            actor=CLI_ACTOR,
+            lease_ttl=leases.job_lease_ttl(ctx.settings),
+        )
+    except job_actions.Refused as refusal:
+        raise click.ClickException(f"job {job_id} cannot be retried: {refusal}") from None
+    finally:
+        producer.close()
     ctx.emit(
         {"job": outcome.job, "retryOf": job_id, "created": outcome.created},
         f"{outcome.job['_id']}  retry of {job_id}",
     )
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@json_flag
+@pass_ctx
+def jobs_cancel(ctx: Context, job_id: str) -> None:
+    """Cancel an open job (queued, running or retrying), audited, as POST /v1/jobs/{id}/cancel does."""
+    from mwap import job_actions  # noqa: PLC0415
+    from mwap.connections import redis_client  # noqa: PLC0415
+
+    try:
+        outcome = job_actions.cancel_job(
+            ctx.db, redis_client(ctx.settings), job_id, tenant_id=None, actor=CLI_ACTOR
+        )
+    except job_actions.NoSuchJob:
+        raise click.ClickException(f"no job {job_id}") from None
+    if not outcome.changed:
+        raise click.ClickException(f"job {job_id} has already ended: {outcome.job['status']}")
+    ctx.emit(outcome.job, f"{job_id}  cancelled")

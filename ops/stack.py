@@ -221,6 +221,7 @@ class Stack:
         self.add(processes.start_api(env=env, log_dir=self.log_dir, port=api_port))
         stack = {
             "api": f"http://127.0.0.1:{api_port}",
+            "console": f"http://127.0.0.1:{api_port}/console/",
             "flower": f"http://127.0.0.1:{flower_port}",
             "redisUrl": env["MWAP_REDIS_URL"],
             "mongoUrl": env["MWAP_MONGO_URL"],
@@ -294,6 +295,7 @@ def main() -> int:
         f"""
 mwap-tasks is running.
   API     {info["api"]}   (try {info["api"]}/ready)
+  Console {info["console"]}   (sign in with the admin API key in {info["credentials"]})
   Flower  {info["flower"]}   (user and password in {info["credentials"]})
   Redis   {redact.redact_text(info["redisUrl"])}
   MongoDB {info["mongoUrl"]}

@@ -67,6 +67,7 @@ COMMANDS = [
     ["jobs", "show"],
     ["jobs", "list"],
     ["jobs", "retry"],
+    ["jobs", "cancel"],
     ["queues"],
     ["retention", "run"],
 ]
@@ -394,6 +395,18 @@ def test_registration_keys_and_jobs(mwap, db: Database, fake: FakeProviders) -> 
     retried = as_json(mwap("--json", "jobs", "retry", failed["_id"]))
     assert retried["retryOf"] == failed["_id"]
     assert retried["job"]["_id"] != failed["_id"]
+    assert db["jobs"].find_one({"_id": retried["job"]["_id"]})["rerunOf"] == failed["_id"]
+    audit = db["auditLogs"].find_one({"target.id": failed["_id"], "action": "job.rerun"})
+    assert audit["actor"] == {"type": "operator", "id": "mwap jobs", "via": "cli"}
+
+    waiting = factories.job_document(db, "system.echo", None, status="queued")
+    assert as_json(mwap("--json", "jobs", "cancel", waiting["_id"]))["status"] == "cancelled"
+    assert db["jobs"].find_one({"_id": waiting["_id"]})["status"] == "cancelled"
+    again = mwap("jobs", "cancel", waiting["_id"], ok=False)
+    assert again.returncode == 1
+    assert "already ended" in again.stderr
+    assert mwap("jobs", "cancel", str(ObjectId()), ok=False).returncode == 1
+    assert db["auditLogs"].count_documents({"target.id": waiting["_id"], "action": "job.cancelled"}) == 1
 
     assert mwap("jobs", "enqueue", "nope.nothing", ok=False).returncode == 2
     assert mwap("jobs", "enqueue", "system.echo", "--params", "{bad", ok=False).returncode == 2

@@ -68,7 +68,7 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
     api, flower = stack["api"], stack["flower"]
     creds = json.loads((data_dir / "credentials.json").read_text())
     assert (data_dir / "credentials.json").stat().st_mode & 0o777 == 0o600
-    assert set(stack) >= {"api", "flower", "redisUrl", "mongoUrl", "providers", "credentials"}
+    assert set(stack) >= {"api", "console", "flower", "redisUrl", "mongoUrl", "providers", "credentials"}
 
     assert wait_for(
         lambda: requests.get(f"{api}/ready", timeout=5).status_code == 200, timeout=30, what="ready"
@@ -81,6 +81,19 @@ def test_ops_run_serves_jobs_and_stops_cleanly(ops_run) -> None:
     assert requests.get(f"{flower}/api/workers", auth=auth, timeout=10).status_code == 200
     order = list(stack["pids"])
     assert order.index("flower") < min(order.index(n) for n in ("worker", "worker-sync", "beat", "api"))
+
+    # The console signs an operator in with the stack's admin key; its beat page names the leader.
+    console = requests.Session()
+    signed = console.post(
+        f"{stack['console']}login", data={"operator": "ops-run", "key": creds["adminApiKey"]}, timeout=10
+    )
+    assert signed.status_code == 200
+    assert signed.url == stack["console"]
+    assert wait_for(
+        lambda: "The leader is" in console.get(f"{stack['console']}beat", timeout=10).text,
+        timeout=30,
+        what="the beat leader on the console",
+    )
 
     headers = {"Authorization": f"Bearer {creds['adminApiKey']}"}
     posted = requests.post(
