@@ -87,7 +87,9 @@ def chrome(log_dir: Path | None = None) -> Iterator[webdriver.Chrome]:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     log = str(log_dir / "chromedriver.log") if log_dir is not None else os.devnull
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=log)
+    # At its default level ChromeDriver logs every command with its arguments, the keys typed into
+    # a form among them (the console's sign-in takes the admin key): warnings and errors only.
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=log, service_args=["--log-level=WARNING"])
     driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.implicitly_wait(0)  # waits are explicit (WebDriverWait), never hidden in every lookup
