@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-SCENARIOS = ("enqueue_http", "end_to_end", "io_sync", "dispatch_scale", "memory", "capacity")
+SCENARIOS = ("enqueue_http", "end_to_end", "io_sync", "dispatch_scale", "memory", "capacity", "console")
 TITLES = {
     "enqueue_http": "1. Enqueue over HTTP",
     "end_to_end": "2. End to end, trivial jobs",
@@ -28,6 +28,7 @@ TITLES = {
     "dispatch_scale": "4. Dispatch scale",
     "memory": "5. Worker memory",
     "capacity": "6. Capacity model vs a simulation",
+    "console": "7. Console pages",
 }
 
 GLOBAL_NOTES = [

@@ -52,6 +52,9 @@ class Config:
     capacity_seconds: float = 110.0
     capacity_probe_jobs: int = 64  # 8 waves of the sync worker's 8 slots: the last wave's tail is small
     capacity_files: int = 4
+    # The console's pages over a ledger of this many jobs, of this many tenants (scenario 7).
+    console_jobs: int = 100_000
+    console_tenants: int = 200
 
     @classmethod
     def for_run(cls, *, quick: bool, rounds: int | None, loader: str, standin: str = "stock") -> "Config":
@@ -74,6 +77,8 @@ class Config:
                 capacity_interval=15.0,
                 capacity_seconds=40.0,
                 capacity_probe_jobs=32,
+                console_jobs=5_000,
+                console_tenants=50,
             )
         return cls(
             quick=False,

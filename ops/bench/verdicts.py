@@ -19,6 +19,8 @@ Measured = Mapping[str, Mapping[str, Sequence[float]]]
 # The sizes the targets name; a --quick run measures smaller ones, which are reported, not judged.
 DISPATCH_SMALL, DISPATCH_LARGE = 1_000, 100_000
 MEMORY_GROWTH = "rss.growth.1000-10000"
+# The operators' console: every page of a round within this many milliseconds over this many jobs.
+CONSOLE_JOBS, CONSOLE_BUDGET_MS = 100_000, 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,19 @@ TARGETS = (
         also=(
             ("measured at the end", ("capacity/sim.waiting.end.measured", PLATFORM)),
             ("model", ("capacity/sim.waiting.end.model", PLATFORM)),
+        ),
+    ),
+    Target(
+        "console.pages",
+        f"the console's slowest page over {CONSOLE_JOBS:,} ledger jobs (ms)",
+        (f"console/{CONSOLE_JOBS}.slowest.ms", PLATFORM),
+        None,
+        operator.le,
+        CONSOLE_BUDGET_MS,
+        f"<= {CONSOLE_BUDGET_MS}",
+        also=(
+            ("the jobs list", (f"console/{CONSOLE_JOBS}.jobs.ms", PLATFORM)),
+            ("the overview", (f"console/{CONSOLE_JOBS}.overview.ms", PLATFORM)),
         ),
     ),
 )

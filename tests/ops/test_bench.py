@@ -28,6 +28,7 @@ SCENARIOS = {
     "dispatch_scale": ({PLATFORM, CELERY}, ("cpu.bench", "redis", "redis_bytes", "mongo")),
     "memory": ({PLATFORM, CELERY}, ("cpu.worker", "redis", "redis_bytes", "mongo")),
     "capacity": ({PLATFORM}, ("cpu.worker", "redis", "redis_bytes", "mongo")),
+    "console": ({PLATFORM}, ()),
 }
 
 
@@ -127,8 +128,14 @@ def test_verdicts_come_from_the_measured_columns(quick_run) -> None:
     assert stored == [(v.id, v.value, v.met) for v in judge(measured)]
     assert {v["id"] for v in results["verdicts"]} == {t.id for t in TARGETS}
     judged = {v["id"] for v in results["verdicts"] if v["met"] is not None}
-    # --quick measures too small a dispatch and memory run for those targets; every other is judged.
-    assert judged == {t.id for t in TARGETS} - {"dispatch.time", "dispatch.flat", "memory.rss"}
+    # --quick measures too small a dispatch, memory run and ledger for those targets; every other is
+    # judged.
+    assert judged == {t.id for t in TARGETS} - {
+        "dispatch.time",
+        "dispatch.flat",
+        "memory.rss",
+        "console.pages",
+    }
     assert "### Targets" in markdown
     assert "| scenario | metric | unit |" in markdown
     assert markdown in done.stdout  # the table is printed too
@@ -146,3 +153,20 @@ def test_the_capacity_model_predicts_the_simulated_backlog_within_25_percent(qui
     assert checkpoints
     for point in checkpoints:
         assert abs(point["measured"] - point["model"]) <= 0.25 * point["modelDrained"], point
+
+
+def test_the_console_scenario_times_every_page_over_a_seeded_ledger(quick_run) -> None:
+    """Scenario 7 signs in, loads each console page every round over the ledger it seeded, and its
+    slowest-page row is the largest of that round's page rows (what the console.pages verdict reads)."""
+    results, _, _ = quick_run
+    (scenario,) = [s for s in results["scenarios"] if s["id"] == "console"]
+    size = results["meta"]["config"]["console_jobs"]
+    rows = {m["id"]: m["values"][PLATFORM] for m in scenario["metrics"]}
+    pages = {k: v for k, v in rows.items() if k != f"{size}.slowest.ms"}
+    assert {
+        f"{size}.{page}.ms" for page in ("overview", "jobs", "jobs_next", "dead_letters", "stuck", "job")
+    } <= set(pages)
+    slowest = rows[f"{size}.slowest.ms"]
+    assert slowest == [max(values[n] for values in pages.values()) for n in range(len(slowest))]
+    verdict = next(v for v in results["verdicts"] if v["id"] == "console.pages")
+    assert verdict["met"] is None  # a quick run's ledger is not the size the budget names

@@ -19,6 +19,7 @@ FULL = {
     "dispatch_scale/100000.mongo": {PLATFORM: [0.004, 0.004, 0.004]},
     "dispatch_scale/100000.seconds": {PLATFORM: [3.0, 3.0, 3.0], CELERY: [2.0, 2.0, 2.0]},
     "memory/rss.growth.1000-10000": {PLATFORM: [3.0], CELERY: [0.5]},
+    "console/100000.slowest.ms": {PLATFORM: [900.0, 1200.0, 800.0, 950.0, 5000.0]},
 }
 
 
@@ -39,6 +40,7 @@ def test_every_target_is_judged_on_the_medians_of_its_columns() -> None:
         "dispatch.time": (1.5, False),
         "dispatch.flat": (0.2, True),
         "memory.rss": (3.0, True),
+        "console.pages": (950.0, True),  # the median round's slowest page, not the worst round
     }
     for target_id, (value, met) in expected.items():
         assert verdicts[target_id].value == pytest.approx(value), target_id
@@ -60,6 +62,8 @@ def test_limits_are_inclusive_or_strict_as_the_issue_says() -> None:
         "memory/rss.growth.1000-10000": {PLATFORM: [5.0]},
     }
     verdicts = by_id(at_limit)
+    assert by_id({**FULL, "console/100000.slowest.ms": {PLATFORM: [1000.0]}})["console.pages"].met is True
+    assert by_id({**FULL, "console/100000.slowest.ms": {PLATFORM: [1000.5]}})["console.pages"].met is False
     assert verdicts["enqueue.single_cpu"].met is True  # <= 1.3
     assert verdicts["end_to_end.mongo"].met is True  # <= 4
     assert verdicts["memory.rss"].met is False  # < 5%
