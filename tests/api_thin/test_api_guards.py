@@ -2,7 +2,6 @@
 Redis or MongoDB is down, and hostile input that must never produce a 500."""
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,8 +10,6 @@ import pytest
 from api_support import (
     app_with,
     assert_problem,
-    forget_offline,
-    offline_app,
     tenant_with_key,
 )
 from bson import ObjectId
@@ -56,17 +53,6 @@ def test_the_admin_key_is_exempt_unless_given_a_budget(settings: Settings, admin
 
 
 # --- Idempotency-Key ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def offline(settings: Settings) -> Iterator[Flask]:
-    yield offline_app(settings)
-    forget_offline(settings)
-
-
-@pytest.fixture
-def api(offline: Flask) -> FlaskClient:
-    return offline.test_client()
 
 
 def test_a_replay_returns_the_first_answer_and_enqueues_nothing(api: FlaskClient, db: Database) -> None:

@@ -1,20 +1,18 @@
 """Tenant isolation: every endpoint that takes an id answers another tenant's id as a missing one."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import factories
 import pytest
-from api_support import assert_problem, forget_offline, offline_app, tenant_with_key
+from api_support import assert_problem, tenant_with_key
 from bson import ObjectId
 from flask import Flask
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
 from mwap import apikeys
-from mwap.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -100,12 +98,6 @@ def _footprint(db: Database, tenant_id: ObjectId, integration_id: ObjectId) -> t
         db["projects"].count_documents({"tenantId": tenant_id, "integrations.integrationId": integration_id}),
         db["auditLogs"].count_documents({"tenantId": tenant_id}),
     )
-
-
-@pytest.fixture(scope="module")
-def offline(settings: Settings) -> Iterator[Flask]:
-    yield offline_app(settings)
-    forget_offline(settings)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.url}")

@@ -10,7 +10,7 @@ from typing import Any
 import factories
 import pymongo
 import pytest
-from api_support import assert_problem, forget_offline, offline_app, offline_redis_url, tenant_with_key
+from api_support import assert_problem, offline_app, offline_redis_url, tenant_with_key
 from bson import ObjectId
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,18 +21,6 @@ from redis import Redis
 from mwap import connections
 from mwap.ids import HEX_PATTERN as HEX
 from mwap.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def offline(settings: Settings) -> Iterator[Flask]:
-    yield offline_app(settings)
-    forget_offline(settings)
-
-
-@pytest.fixture
-def api(offline: Flask) -> FlaskClient:
-    """A client whose jobs stay queued: no worker reads their broker database."""
-    return offline.test_client()
 
 
 class CommandLog(monitoring.CommandListener):

@@ -10,7 +10,7 @@ from typing import Any
 
 import factories
 import pytest
-from api_support import assert_problem, bearer, forget_offline, offline_app, offline_redis_url
+from api_support import assert_problem, bearer, offline_redis_url
 from bson import ObjectId
 from flask import Flask
 from flask.testing import FlaskClient
@@ -24,18 +24,6 @@ from ops.processes import Child, wait_for
 from worker.app import publisher
 
 OPERATOR = {"type": "operator", "id": "ada", "via": "console"}
-
-
-@pytest.fixture(scope="module")
-def offline(settings: Settings) -> Iterator[Flask]:
-    yield offline_app(settings)
-    forget_offline(settings)
-
-
-@pytest.fixture
-def api(offline: Flask) -> FlaskClient:
-    """A client whose jobs stay queued: no worker reads their broker database."""
-    return offline.test_client()
 
 
 @pytest.fixture
