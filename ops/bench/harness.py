@@ -55,6 +55,14 @@ DEAD_PLATFORM_DB, DEAD_BASELINE_DB = 9, 10
 PLATFORM_QUEUES = [queue.value for queue in Queue]
 # Dramatiq's Redis broker keeps a queue as a list of message ids and a hash of the messages.
 DRAMATIQ_QUEUE_KEYS = ("dramatiq:default", "dramatiq:default.msgs")
+# The platform's beat entries (worker/schedule.py), as settings: hourly in the bench (see env).
+BEAT_INTERVALS = (
+    "MWAP_DEAD_WORKER_CHECK_INTERVAL",
+    "MWAP_RECONCILE_INTERVAL",
+    "MWAP_WEBHOOK_SWEEP_INTERVAL",
+    "MWAP_HEALTH_CHECK_INTERVAL",
+    "MWAP_SYNC_INTERVAL",
+)
 # The platform's gunicorn (api_thin/gunicorn_conf.py): gthread workers with 4 threads each.
 API_THREADS = 4
 
@@ -186,6 +194,13 @@ class Harness:
             # per-job one; here it is made hourly so frozen workers stay alive.
             "MWAP_WORKER_HEARTBEAT_INTERVAL": "3600",
             "MWAP_WORKER_HEARTBEAT_TTL": "7200",
+            # Beat's periodic work goes the same way: every entry runs once when beat starts, then
+            # hourly. At the defaults (the dead-worker check every 5 s, the webhook sweep every 30 s,
+            # the reconciler every minute) beat would drop a message into `maintenance` or
+            # `webhooks`, queues no bench worker consumes, whenever a step's drain ran long: a key
+            # without an expiry the step waits in vain to see go (and a per-time cost inside a
+            # per-job window).
+            **dict.fromkeys(BEAT_INTERVALS, "3600"),
         }
         ensure_indexes(self.db, self.settings)
         api_port, baseline_port, dramatiq_port = (processes.free_port() for _ in range(3))

@@ -253,12 +253,19 @@ def _drained(run: Run, side: str, ids: list[str], keys_before: int) -> None:
             what="step jobs succeeded",
             interval=0.02,
         )
-        wait_for(
-            lambda: meter.lasting_keys(PLATFORM_DB) <= keys_before,
-            timeout=READ_TIMEOUT,
-            what="step messages acked",
-            interval=0.02,
-        )
+        try:
+            wait_for(
+                lambda: meter.lasting_keys(PLATFORM_DB) <= keys_before,
+                timeout=READ_TIMEOUT,
+                what="step messages acked",
+                interval=0.02,
+            )
+        except TimeoutError as error:
+            redis = h.redis(PLATFORM_DB)
+            lasting = sorted(key.decode() for key in redis.scan_iter(count=1000) if redis.ttl(key) == -1)
+            raise TimeoutError(
+                f"{error}: {keys_before} keys without an expiry before, now {lasting}"
+            ) from None
         return
     wait_for(
         lambda: meter.keys(BASELINE_BACKEND_DB) >= n, timeout=READ_TIMEOUT, what="step results", interval=0.02
