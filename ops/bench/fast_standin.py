@@ -35,6 +35,21 @@ every write succeeds and stores the same documents.
   values is their Python order (UTF-8 byte order is code point order), and ``heapq``'s selection
   is stable, as mongoeco's heap is (equal keys keep their scan order). Anything else goes to
   mongoeco's own. The documents scanned and matched are the same; only the comparisons are cheaper.
+- **Comparing two strings or two dates** (a filter's ``$gte`` on ``createdAt``): mongoeco's
+  comparator wraps, ranks and normalizes both values (~3 µs); here two values of one such kind
+  (dates of one timezone-awareness) compare by ``<``, which is their BSON order; anything else
+  goes to mongoeco's.
+- **An equality or ``$in`` on a compound index's first field** (the console's counts of a status
+  since a time on ``status_created_id``, a tenant's jobs on ``tenant_created``). mongoeco takes
+  candidates only from a single-field index and otherwise scans the whole collection, where MongoDB
+  walks the compound index's prefix. Here, for the fields that lead a compound index, a map from
+  each value to the documents that ever held it (``_SEEN``: added to on every insert, an update
+  being a delete and an insert, and on index build; never taken from, so a superset; an array adds
+  each element) gives the candidates when the query pins such a field to strings or ObjectIds.
+  The whole filter still runs on each candidate, so a query returns what a scan returns (tested
+  against the stock engine); only documents that cannot match are skipped. What it does not model:
+  the range on the index's next field (MongoDB reads only the keys in the range; here every
+  document of the value is matched).
 """
 
 import heapq
@@ -45,10 +60,13 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+from mongoeco._types._bson_objectid import is_object_id_like
 from mongoeco.compat import MONGODB_DIALECT_70
+from mongoeco.compat import base as compat_base
 from mongoeco.core import sorting
 from mongoeco.core.identity import id_contains_numeric_value
-from mongoeco.engines.memory import MemoryEngine
+from mongoeco.core.query_plan import AndCondition, EqualsCondition, InCondition
+from mongoeco.engines.memory import MemoryEngine, _MemoryIndexedCandidates
 from mongoeco.engines.virtual_indexes import document_in_virtual_index
 
 from ops import mongo_server
@@ -57,6 +75,13 @@ _ensure_unique_indexes = MemoryEngine._ensure_unique_indexes
 _update_indexes_locked = MemoryEngine._update_indexes_locked
 _rebuild_index_data_locked = MemoryEngine._rebuild_index_data_locked
 _sort_documents_window = sorting.sort_documents_window
+_compare_values = compat_base._compare_values_default
+_indexed_candidates = MemoryEngine._indexed_candidate_storage_keys_for_plan_locked
+
+# (database, collection, field) -> index key of a value -> storage key of every document that ever
+# held that value in that field, for the fields that lead a compound index. Added to on every
+# insert (an update is a delete and an insert) and index build, never taken from: a superset.
+_SEEN: dict[tuple[str, str, str], dict[Any, set[Any]]] = {}
 
 # Names of the compound unique indexes that ever indexed a document holding an array on their
 # paths (any database, any collection: by name only, so a renamed collection keeps it).
@@ -65,8 +90,25 @@ _MULTIKEY: set[str] = set()
 _MISSING, _NULL = None, ("none", None)
 
 
+def _compound(index: Any) -> bool:
+    return len(index["fields"]) > 1 and index.get("collation") is None
+
+
 def _compound_unique(index: Any) -> bool:
-    return bool(index.get("unique")) and len(index["fields"]) > 1 and index.get("collation") is None
+    return bool(index.get("unique")) and _compound(index)
+
+
+def _leading_fields(indexes: list[Any]) -> list[str]:
+    return sorted({index["fields"][0] for index in indexes if _compound(index)})
+
+
+def _record(
+    engine: MemoryEngine, namespace: tuple[str, str], fields: list[str], storage_key: Any, document: Any
+) -> None:
+    for field in fields:
+        seen = _SEEN.setdefault((*namespace, field), {})
+        for (key,) in engine._index_keys(document, [field]):  # an array: each of its elements
+            seen.setdefault(key, set()).add(storage_key)
 
 
 def _holds_array(engine: MemoryEngine, document: Any, fields: list[str]) -> bool:
@@ -138,15 +180,20 @@ def _marking_multikey_on_insert(
         for index in indexes:
             if _compound_unique(index) and _holds_array(self, document, index["fields"]):
                 _MULTIKEY.add(index["name"])
+        _record(self, (db_name, coll_name), _leading_fields(indexes), storage_key, document)
     return _update_indexes_locked(self, db_name, coll_name, storage_key, document, **options)
 
 
 def _marking_multikey_on_build(
     self: MemoryEngine, db_name: str, coll_name: str, index: Any, **options: Any
 ) -> Any:
+    storage_view = options.get("storage_view")
+    coll = (self._storage if storage_view is None else storage_view).get(db_name, {}).get(coll_name, {})
+    if _compound(index):
+        for storage_key, data in coll.items():
+            document = self._borrow_storage_document(data)
+            _record(self, (db_name, coll_name), [index["fields"][0]], storage_key, document)
     if _compound_unique(index) and index["name"] not in _MULTIKEY:
-        storage_view = options.get("storage_view")
-        coll = (self._storage if storage_view is None else storage_view).get(db_name, {}).get(coll_name, {})
         for data in coll.values():
             if _holds_array(self, self._borrow_storage_document(data), index["fields"]):
                 _MULTIKEY.add(index["name"])
@@ -198,12 +245,79 @@ def _top_k_natively(
     return [doc for _keys, doc in select(window, keyed, key=itemgetter(0))]
 
 
+def _compare_natively(left: Any, right: Any, bson_type_order: Any) -> int:
+    """mongoeco's BSON comparison of two values (a filter's ``$gte`` on a date), by ``<`` when both
+    are strings, or dates of one timezone-awareness: their BSON order is their Python order."""
+    kind = type(left)
+    if kind is type(right) and (
+        kind is str or (kind is datetime and (left.tzinfo is None) == (right.tzinfo is None))
+    ):
+        return (left > right) - (left < right)
+    return _compare_values(left, right, bson_type_order)
+
+
+def _pinned_values(node: Any, field: str) -> list[Any] | None:
+    """The values an equality or ``$in`` on ``field`` in plan ``node`` (or in one of its ``$and``
+    clauses) allows, when they are strings or ObjectIds; None otherwise."""
+    if isinstance(node, AndCondition):
+        for clause in node.clauses:
+            values = _pinned_values(clause, field)
+            if values is not None:
+                return values
+        return None
+    if isinstance(node, EqualsCondition) and node.field == field and not node.null_matches_undefined:
+        values = [node.value]
+    elif isinstance(node, InCondition) and node.field == field and not node.null_matches_undefined:
+        values = list(node.values)
+    else:
+        return None
+    return values if all(isinstance(value, str) or is_object_id_like(value) for value in values) else None
+
+
+def _namespace(engine: MemoryEngine, indexes: list[Any]) -> tuple[str, str] | None:
+    for db_name, collections in engine._indexes.items():
+        for coll_name, declared in collections.items():
+            if declared is indexes:
+                return db_name, coll_name
+    return None
+
+
+def _with_leading_fields(
+    self: MemoryEngine,
+    indexes: list[Any],
+    index_data: dict[str, Any],
+    query_plan: Any,
+    *,
+    dialect: Any,
+    collation: Any,
+) -> Any:
+    """mongoeco's candidates (an equality on a single-field index); else, for an equality or
+    ``$in`` on the first field of a compound index, the documents that ever held those values in
+    that field (module docstring); else None, a scan."""
+    found = _indexed_candidates(self, indexes, index_data, query_plan, dialect=dialect, collation=collation)
+    namespace = _namespace(self, indexes) if found is None and collation is None else None
+    if namespace is None:
+        return found
+    for field in _leading_fields(indexes):
+        values = _pinned_values(query_plan, field)
+        seen = _SEEN.get((*namespace, field))
+        if values is None or seen is None:
+            continue
+        storage_keys: set[Any] = set()
+        for value in values:
+            storage_keys.update(seen.get(self._index_equality_key(value), ()))
+        return _MemoryIndexedCandidates(storage_keys)
+    return None
+
+
 def patch() -> None:
     """Install the patches on mongoeco's ``MemoryEngine`` (this process only)."""
     MemoryEngine._ensure_unique_indexes = _with_indexed_unique_checks  # type: ignore[method-assign]
     MemoryEngine._update_indexes_locked = _marking_multikey_on_insert  # type: ignore[method-assign]
     MemoryEngine._rebuild_index_data_locked = _marking_multikey_on_build  # type: ignore[method-assign]
     sorting.sort_documents_window = _top_k_natively
+    compat_base._compare_values_default = _compare_natively
+    MemoryEngine._indexed_candidate_storage_keys_for_plan_locked = _with_leading_fields  # type: ignore[method-assign]
 
 
 def main() -> None:

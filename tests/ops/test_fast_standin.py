@@ -2,9 +2,14 @@
 mongoeco's own (``sorting.sort_documents_window``) returns, in the same order, ties included."""
 
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import mongoeco
 import pytest
+from bson import ObjectId
+from mongoeco.compat import MONGODB_DIALECT_70
 from mongoeco.core import sorting
 
 from ops.bench import fast_standin
@@ -27,7 +32,7 @@ def _ledger(n: int, seed: int) -> list[dict]:
 @pytest.mark.parametrize("seed", range(4))
 def test_top_k_matches_mongoeco_on_natively_ordered_keys(direction: int, window: int, seed: int) -> None:
     documents = _ledger(300, seed)
-    sort = [("createdAt", direction), ("_id", direction)]
+    sort: Any = [("createdAt", direction), ("_id", direction)]
     ours = fast_standin._top_k_natively(iter(documents), sort, window=window)
     theirs = MONGOECO_TOP_K(iter(documents), sort, window=window)
     assert [doc["n"] for doc in ours] == [doc["n"] for doc in theirs]
@@ -76,3 +81,105 @@ def test_patch_installs_it_where_mongoeco_looks_it_up() -> None:
         sorting.sort_documents_window = before
         for name, method in engine_before.items():
             setattr(engine, name, method)
+
+
+def _mongoeco_patched(patched: bool) -> Iterator[Any]:
+    """A mongoeco client on a new in-memory engine, with or without the fast stand-in's patches."""
+    engine_class = fast_standin.MemoryEngine
+    names = (
+        "_ensure_unique_indexes",
+        "_update_indexes_locked",
+        "_rebuild_index_data_locked",
+        "_indexed_candidate_storage_keys_for_plan_locked",
+    )
+    before = sorting.sort_documents_window, {name: getattr(engine_class, name) for name in names}
+    try:
+        if patched:
+            fast_standin.patch()
+        client = mongoeco.MongoClient(engine_class())
+        yield client
+        client.close()
+    finally:
+        sorting.sort_documents_window = before[0]
+        for name, method in before[1].items():
+            setattr(engine_class, name, method)
+
+
+TENANTS = [ObjectId() for _ in range(4)]
+QUERIES: list[dict[str, Any]] = [
+    {"status": "failed"},
+    {"status": {"$in": ["queued", "retrying"]}, "createdAt": {"$lt": START + timedelta(seconds=10)}},
+    {"tenantId": TENANTS[1]},
+    {"tenantId": TENANTS[2], "status": "succeeded"},
+    {"$and": [{"status": "failed"}, {"$or": [{"type": "a"}, {"tags": "x"}]}]},
+    {"status": "tagged"},  # only inside arrays: an element matches
+    {"status": None},  # a missing field: not pinned to strings, mongoeco scans
+    {"type": "b"},  # no compound index leads with type here: mongoeco scans
+]
+
+
+def _results(patched: bool, documents: list[dict[str, Any]]) -> list[list[int]]:
+    for client in _mongoeco_patched(patched):
+        jobs = client["db"]["jobs"]
+        jobs.create_index([("status", 1), ("createdAt", -1), ("_id", -1)], name="status_created_id")
+        jobs.create_index([("tenantId", 1), ("createdAt", -1)], name="tenant_created")
+        jobs.insert_many(documents[:150])
+        jobs.create_index([("tenantId", 1), ("status", 1)], name="tenant_status")  # built over data
+        jobs.insert_many(documents[150:])
+        # Updates (a delete and an insert of the stored document) move documents between values.
+        jobs.update_many({"n": {"$mod": [7, 0]}}, {"$set": {"status": "cancelled"}})
+        jobs.delete_many({"n": {"$mod": [11, 0]}})
+        return [
+            [doc["n"] for doc in jobs.find(query).sort([("createdAt", -1), ("_id", -1)]).limit(40)]
+            + [jobs.count_documents(query)]
+            for query in QUERIES
+        ]
+    raise AssertionError("unreachable")
+
+
+def test_candidates_from_leading_fields_find_what_a_scan_finds() -> None:
+    rng = random.Random(3)
+    statuses = ["queued", "retrying", "succeeded", "failed"]
+    documents: list[dict[str, Any]] = []
+    for n in range(300):
+        doc: dict[str, Any] = {
+            "_id": f"{n:05d}",
+            "n": n,
+            "tenantId": rng.choice(TENANTS),
+            "type": rng.choice("ab"),
+            "createdAt": START + timedelta(seconds=rng.randrange(20)),
+        }
+        if n % 50 == 0:
+            doc["status"] = ["tagged", rng.choice(statuses)]  # an array in the leading field
+        elif n % 37 != 0:  # else no status at all
+            doc["status"] = rng.choice(statuses)
+        documents.append(doc)
+    stock, fast = _results(False, documents), _results(True, documents)
+    assert fast == stock
+    assert all(counts[-1] > 0 for counts in stock[:6])  # each pinned query matches something
+
+
+def test_comparisons_match_mongoeco() -> None:
+    order = MONGODB_DIALECT_70.bson_type_order
+    values: list[Any] = [
+        "a",
+        "b",
+        "",
+        "é",
+        "a\x00",
+        START,
+        START + timedelta(milliseconds=1),
+        START.replace(tzinfo=None),
+        1,
+        2.5,
+        None,
+        ObjectId(),
+        [1],
+        {"a": 1},
+        True,
+    ]
+    for left in values:
+        for right in values:
+            assert fast_standin._compare_natively(left, right, order) == fast_standin._compare_values(
+                left, right, order
+            ), (left, right)
