@@ -46,16 +46,20 @@ every write succeeds and stores the same documents.
   each value to the documents that ever held it (``_SEEN``: added to on every insert, an update
   being a delete and an insert, and on index build; never taken from, so a superset; an array adds
   each element) gives the candidates when the query pins such a field to strings or ObjectIds.
+  When the query also bounds the index's second field (``createdAt >= since``), the candidates
+  are only those within the bounds, from a list per value kept in the order of that field
+  (``_RUNS``; dates of one awareness or strings; a value whose documents held anything else there
+  falls back to all of its documents), as MongoDB reads only the keys within the range.
   The whole filter still runs on each candidate, so a query returns what a scan returns (tested
-  against the stock engine); only documents that cannot match are skipped. What it does not model:
-  the range on the index's next field (MongoDB reads only the keys in the range; here every
-  document of the value is matched).
+  against the stock engine); only documents that cannot match are skipped.
 """
 
+import bisect
 import heapq
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -64,8 +68,17 @@ from mongoeco._types._bson_objectid import is_object_id_like
 from mongoeco.compat import MONGODB_DIALECT_70
 from mongoeco.compat import base as compat_base
 from mongoeco.core import sorting
+from mongoeco.core.filtering import QueryEngine
 from mongoeco.core.identity import id_contains_numeric_value
-from mongoeco.core.query_plan import AndCondition, EqualsCondition, InCondition
+from mongoeco.core.query_plan import (
+    AndCondition,
+    EqualsCondition,
+    GreaterThanCondition,
+    GreaterThanOrEqualCondition,
+    InCondition,
+    LessThanCondition,
+    LessThanOrEqualCondition,
+)
 from mongoeco.engines.memory import MemoryEngine, _MemoryIndexedCandidates
 from mongoeco.engines.virtual_indexes import document_in_virtual_index
 
@@ -82,6 +95,32 @@ _indexed_candidates = MemoryEngine._indexed_candidate_storage_keys_for_plan_lock
 # held that value in that field, for the fields that lead a compound index. Added to on every
 # insert (an update is a delete and an insert) and index build, never taken from: a superset.
 _SEEN: dict[tuple[str, str, str], dict[Any, set[Any]]] = {}
+
+
+@dataclass
+class _Run:
+    """The documents that ever held one value in a compound index's first field, in the order of
+    their second field's value (dates of one awareness, or strings); ``kind`` None once one held
+    anything else there (missing, an array, another type): then only ``_SEEN`` answers."""
+
+    kind: tuple[Any, ...] | None = None
+    values: list[Any] = field(default_factory=list)
+    storage_keys: list[Any] = field(default_factory=list)
+    ordered: bool = True
+
+
+RANGES = (GreaterThanCondition, GreaterThanOrEqualCondition, LessThanCondition, LessThanOrEqualCondition)
+# (database, collection, first field, second field) -> first field's index key -> its run.
+_RUNS: dict[tuple[str, str, str, str], dict[Any, _Run]] = {}
+
+
+def _kind(value: Any) -> tuple[Any, ...] | None:
+    if isinstance(value, str):
+        return (str,)
+    if isinstance(value, datetime):
+        return (datetime, value.tzinfo is None)
+    return None
+
 
 # Names of the compound unique indexes that ever indexed a document holding an array on their
 # paths (any database, any collection: by name only, so a renamed collection keeps it).
@@ -103,12 +142,29 @@ def _leading_fields(indexes: list[Any]) -> list[str]:
 
 
 def _record(
-    engine: MemoryEngine, namespace: tuple[str, str], fields: list[str], storage_key: Any, document: Any
+    engine: MemoryEngine, namespace: tuple[str, str], indexes: list[Any], storage_key: Any, document: Any
 ) -> None:
-    for field in fields:
-        seen = _SEEN.setdefault((*namespace, field), {})
-        for (key,) in engine._index_keys(document, [field]):  # an array: each of its elements
+    """Add the document to ``_SEEN`` and ``_RUNS`` for these indexes' first two fields."""
+    compound = [index["fields"] for index in indexes if _compound(index)]
+    firsts: dict[str, set[Any]] = {}
+    for first in {fields[0] for fields in compound}:
+        seen = _SEEN.setdefault((*namespace, first), {})
+        firsts[first] = {key for (key,) in engine._index_keys(document, [first])}  # an array: each element
+        for key in firsts[first]:
             seen.setdefault(key, set()).add(storage_key)
+    for first, second in {(fields[0], fields[1]) for fields in compound}:
+        values = QueryEngine.extract_values(document, second)
+        value = values[0] if len(values) == 1 else None
+        kind = _kind(value)
+        runs = _RUNS.setdefault((*namespace, first, second), {})
+        for key in firsts[first]:
+            run = runs.setdefault(key, _Run(kind=kind))
+            if not run.ordered or kind is None or kind != run.kind:
+                run.ordered = False
+                continue
+            at = bisect.bisect_right(run.values, value)
+            run.values.insert(at, value)
+            run.storage_keys.insert(at, storage_key)
 
 
 def _holds_array(engine: MemoryEngine, document: Any, fields: list[str]) -> bool:
@@ -180,7 +236,7 @@ def _marking_multikey_on_insert(
         for index in indexes:
             if _compound_unique(index) and _holds_array(self, document, index["fields"]):
                 _MULTIKEY.add(index["name"])
-        _record(self, (db_name, coll_name), _leading_fields(indexes), storage_key, document)
+        _record(self, (db_name, coll_name), indexes, storage_key, document)
     return _update_indexes_locked(self, db_name, coll_name, storage_key, document, **options)
 
 
@@ -192,7 +248,7 @@ def _marking_multikey_on_build(
     if _compound(index):
         for storage_key, data in coll.items():
             document = self._borrow_storage_document(data)
-            _record(self, (db_name, coll_name), [index["fields"][0]], storage_key, document)
+            _record(self, (db_name, coll_name), [index], storage_key, document)
     if _compound_unique(index) and index["name"] not in _MULTIKEY:
         for data in coll.values():
             if _holds_array(self, self._borrow_storage_document(data), index["fields"]):
@@ -293,21 +349,74 @@ def _with_leading_fields(
 ) -> Any:
     """mongoeco's candidates (an equality on a single-field index); else, for an equality or
     ``$in`` on the first field of a compound index, the documents that ever held those values in
-    that field (module docstring); else None, a scan."""
+    that field, only those within the query's range on its second field when it has one (module
+    docstring); else None, a scan."""
     found = _indexed_candidates(self, indexes, index_data, query_plan, dialect=dialect, collation=collation)
     namespace = _namespace(self, indexes) if found is None and collation is None else None
     if namespace is None:
         return found
-    for field in _leading_fields(indexes):
-        values = _pinned_values(query_plan, field)
-        seen = _SEEN.get((*namespace, field))
+    # Like MongoDB's planner, prefer an index whose second field the query bounds.
+    compound = [index for index in indexes if _compound(index)]
+    compound.sort(key=lambda index: _bounds(query_plan, index["fields"][1]) == (None, None))
+    for index in compound:
+        first, second = index["fields"][:2]
+        values = _pinned_values(query_plan, first)
+        seen = _SEEN.get((*namespace, first))
         if values is None or seen is None:
             continue
+        low, high = _bounds(query_plan, second)
+        runs = _RUNS.get((*namespace, first, second), {})
         storage_keys: set[Any] = set()
         for value in values:
-            storage_keys.update(seen.get(self._index_equality_key(value), ()))
+            key = self._index_equality_key(value)
+            run = runs.get(key)
+            in_range = _in_range(run, low, high)
+            if in_range is not None:
+                storage_keys.update(in_range)
+                continue
+            storage_keys.update(seen.get(key, ()))
         return _MemoryIndexedCandidates(storage_keys)
     return None
+
+
+def _in_range(run: _Run | None, low: Any, high: Any) -> list[Any] | None:
+    """The storage keys of ``run`` whose second field lies within [low, high]; None when the run
+    cannot say (no run, not ordered, no bound, or a bound of another kind)."""
+    bounds = [bound for bound in (low, high) if bound is not None]
+    if run is None or not run.ordered or not bounds or any(_kind(bound) != run.kind for bound in bounds):
+        return None
+    start = 0 if low is None else bisect.bisect_left(run.values, low)
+    stop = len(run.values) if high is None else bisect.bisect_right(run.values, high)
+    return run.storage_keys[start:stop]
+
+
+def _conjuncts(node: Any) -> Iterator[Any]:
+    """The conditions ``node`` requires all of: itself, or its ``$and``'s, nested ones included."""
+    if isinstance(node, AndCondition):
+        for clause in node.clauses:
+            yield from _conjuncts(clause)
+    else:
+        yield node
+
+
+def _bounds(node: Any, field: str) -> tuple[Any, Any]:
+    """The tightest bounds ``$gt``/``$gte`` and ``$lt``/``$lte`` on ``field`` in plan ``node`` and its
+    ``$and`` clauses put (both inclusive here: the candidates may be more than the matches)."""
+    low: Any = None
+    high: Any = None
+    clause: Any
+    for clause in _conjuncts(node):
+        if not isinstance(clause, RANGES) or clause.field != field or _kind(clause.value) is None:
+            continue
+        if isinstance(clause, GreaterThanCondition | GreaterThanOrEqualCondition):
+            low = clause.value if low is None or _kind(low) != _kind(clause.value) else max(low, clause.value)
+        elif isinstance(clause, LessThanCondition | LessThanOrEqualCondition):
+            high = (
+                clause.value
+                if high is None or _kind(high) != _kind(clause.value)
+                else min(high, clause.value)
+            )
+    return low, high
 
 
 def patch() -> None:

@@ -113,6 +113,14 @@ QUERIES: list[dict[str, Any]] = [
     {"tenantId": TENANTS[2], "status": "succeeded"},
     {"$and": [{"status": "failed"}, {"$or": [{"type": "a"}, {"tags": "x"}]}]},
     {"status": "tagged"},  # only inside arrays: an element matches
+    {"status": "failed", "createdAt": {"$gte": START + timedelta(seconds=5)}},
+    {"status": {"$in": ["succeeded", "tagged"]}, "createdAt": {"$gt": START + timedelta(seconds=3)}},
+    {
+        "tenantId": TENANTS[0],
+        "createdAt": {"$gt": START + timedelta(seconds=2), "$lte": START + timedelta(seconds=8)},
+    },
+    {"tenantId": TENANTS[3], "createdAt": {"$gte": "a"}},  # a bound of another kind: the value's documents
+    {"tenantId": TENANTS[3], "createdAt": {"$lt": START + timedelta(seconds=15), "$gte": "0"}},
     {"status": None},  # a missing field: not pinned to strings, mongoeco scans
     {"type": "b"},  # no compound index leads with type here: mongoeco scans
 ]
@@ -153,10 +161,16 @@ def test_candidates_from_leading_fields_find_what_a_scan_finds() -> None:
             doc["status"] = ["tagged", rng.choice(statuses)]  # an array in the leading field
         elif n % 37 != 0:  # else no status at all
             doc["status"] = rng.choice(statuses)
+        if n % 13 == 0:  # the second field missing, or of another kind: that value's run is unordered
+            doc.update(tenantId=TENANTS[3], status="queued")
+            if n % 2:
+                del doc["createdAt"]
+            else:
+                doc["createdAt"] = f"t{n}"
         documents.append(doc)
     stock, fast = _results(False, documents), _results(True, documents)
     assert fast == stock
-    assert all(counts[-1] > 0 for counts in stock[:6])  # each pinned query matches something
+    assert all(counts[-1] > 0 for counts in stock[:9])  # each pinned query matches something
 
 
 def test_comparisons_match_mongoeco() -> None:
