@@ -51,7 +51,9 @@ every write succeeds and stores the same documents.
   (``_RUNS``; dates of one awareness or strings; a value whose documents held anything else there
   falls back to all of its documents), as MongoDB reads only the keys within the range.
   The whole filter still runs on each candidate, so a query returns what a scan returns (tested
-  against the stock engine); only documents that cannot match are skipped.
+  against the stock engine); only documents that cannot match are skipped. Candidates that are
+  more than half the collection (the dispatchers' ``status: "active"``) are left to the scan, which
+  costs less than gathering and ordering them.
 """
 
 import bisect
@@ -375,6 +377,9 @@ def _with_leading_fields(
                 storage_keys.update(in_range)
                 continue
             storage_keys.update(seen.get(key, ()))
+        stored = len(self._storage.get(namespace[0], {}).get(namespace[1], {}))
+        if len(storage_keys) > stored // 2:
+            return None  # most of the collection (the dispatchers' "active"): a scan costs less
         return _MemoryIndexedCandidates(storage_keys)
     return None
 
