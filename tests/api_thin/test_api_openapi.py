@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api_thin.routes import ENDPOINTS
 from api_thin.routing import Endpoint
+from mwap import ledger
 from mwap.connections import mongo_db
 from mwap.indexes import ensure_indexes
 from mwap.settings import Settings
@@ -105,7 +106,13 @@ def schema_app(isolated: Settings, seeded: dict[str, str], admin_headers: dict[s
         headers=admin_headers,
     )
     assert response.status_code == 202
-    seeded["jobId"] = response.get_json()["id"]
+    seeded["jobId"] = job_id = response.get_json()["id"]
+    # Finished, as a worker would leave it: GET ?wait=N on it answers at once (a queued job held
+    # every drawn wait to its end, ~20 s per caller) and its result and times get checked too.
+    db = mongo_db(isolated)
+    started = ledger.start(db, job_id, worker="schema-test")
+    assert started is not None
+    assert ledger.succeed(db, job_id, {"tenants": 1}, started_at=started["startedAt"]) is not None
     return app
 
 
