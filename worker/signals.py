@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, signals
+from redbeat.schedulers import acquire_distributed_beat_lock
 
 from mwap import broker, logs, metrics
 from mwap.sentry import init_sentry
@@ -46,7 +47,13 @@ def install(app: "MwapCelery", *, worker: bool) -> None:
     signals.worker_ready.connect(_on_worker_ready)
     signals.worker_init.connect(_on_worker_start)
     signals.worker_shutdown.connect(_on_worker_stop)
+    # The schema check before RedBeat's wait for the leader lock (connected when redbeat was
+    # imported): a beat refused for a newer schema exits without taking the lock (which would stay
+    # taken for its timeout, keeping every standby waiting), and a standby logs pending migrations
+    # at start, not once it leads.
+    signals.beat_init.disconnect(acquire_distributed_beat_lock)
     signals.beat_init.connect(_on_beat_init)
+    signals.beat_init.connect(acquire_distributed_beat_lock)
     signals.setup_logging.connect(_on_setup_logging)
     signals.worker_process_shutdown.connect(_on_process_shutdown)
     signals.task_prerun.connect(_on_task_prerun)

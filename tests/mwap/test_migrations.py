@@ -21,6 +21,7 @@ from typing import Any
 
 import factories
 import pytest
+import redis
 from bson import ObjectId
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pymongo.database import Database
@@ -691,6 +692,7 @@ def test_check_schema_warns_when_older_and_refuses_when_newer(
     ]
 
 
+BEAT_LOCK = "mwap:redbeat::lock"
 STARTS = {
     "worker": ["-m", "celery", "-A", "worker.entry:celery_app", "worker", "-P", "solo", "--without-gossip"],
     "beat": ["-m", "celery", "-A", "worker.entry:celery_app", "beat", "-s", "{tmp}/beat-schedule"],
@@ -706,12 +708,16 @@ def test_worker_beat_and_api_refuse_a_database_of_a_newer_schema(
     own_db["migrations"].insert_one({"_id": HEAD + 1, "name": "from_the_future", "state": "applied"})
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in STARTS[component]]
     env = {**own_env, "MWAP_API_PORT": str(free_port())}
+    lock = redis.Redis.from_url(own_env["MWAP_REDIS_URL"])
+    lock_before = lock.get(BEAT_LOCK)
     result = subprocess.run(
         [sys.executable, *argv], check=False, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"{component}: the database's schema is at version {HEAD + 1}" in result.stderr
     assert f"newer than this build knows (up to {HEAD})" in result.stderr
+    # Refused before it took beat's leader lock: no standby is kept waiting for its timeout.
+    assert lock.get(BEAT_LOCK) == lock_before
 
 
 @pytest.mark.parametrize("component", sorted(STARTS))
@@ -720,13 +726,14 @@ def test_worker_beat_and_api_start_on_an_older_schema_and_say_what_to_run(
 ) -> None:
     migrations.migrate(own_db, settings, to=HEAD - 1)
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in STARTS[component]]
-    env = {**own_env, "MWAP_API_PORT": str(free_port())}
+    # PYTHONFAULTHANDLER: a process that does not stop is made to print every thread's stack.
+    env = {**own_env, "MWAP_API_PORT": str(free_port()), "PYTHONFAULTHANDLER": "1"}
     child = subprocess.Popen(
         [sys.executable, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
     lines: list[str] = []
-    _reader(child.stdout, lines)
+    reader = _reader(child.stdout, lines)
     try:
         wait_for(
             lambda: any("run `mwap db migrate`" in line for line in lines),
@@ -738,4 +745,11 @@ def test_worker_beat_and_api_start_on_an_older_schema_and_say_what_to_run(
         assert child.poll() is None  # it starts all the same
     finally:
         os.killpg(child.pid, signal.SIGTERM)
-        child.wait(timeout=30)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGABRT)
+            child.wait(timeout=30)
+            reader.join(timeout=10)
+            stacks = "".join(lines[-80:])
+            raise AssertionError(f"{component} did not stop within 30 s of SIGTERM:\n{stacks}") from None
