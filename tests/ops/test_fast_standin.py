@@ -3,6 +3,7 @@ mongoeco's own (``sorting.sort_documents_window``) returns, in the same order, t
 
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,44 +66,48 @@ def test_numbers_of_both_kinds_sort_by_value() -> None:
     assert ours == MONGOECO_TOP_K(iter(documents), [("v", -1)], window=4)
 
 
-def test_patch_installs_it_where_mongoeco_looks_it_up() -> None:
-    engine = fast_standin.MemoryEngine
-    names = ("_ensure_unique_indexes", "_update_indexes_locked", "_rebuild_index_data_locked")
-    before, engine_before = sorting.sort_documents_window, {name: getattr(engine, name) for name in names}
-    try:
+# Every attribute ``fast_standin.patch()`` replaces.
+PATCHED = [
+    *(
+        (fast_standin.MemoryEngine, name)
+        for name in (
+            "_ensure_unique_indexes",
+            "_update_indexes_locked",
+            "_rebuild_index_data_locked",
+            "_indexed_candidate_storage_keys_for_plan_locked",
+        )
+    ),
+    (sorting, "sort_documents_window"),
+    (fast_standin.compat_base, "_compare_values_default"),
+]
+
+
+@contextmanager
+def _patch_installed() -> Iterator[None]:
+    """``fast_standin.patch()`` for the block; every attribute it replaces is restored after."""
+    with pytest.MonkeyPatch.context() as restore:
+        for owner, name in PATCHED:
+            restore.setattr(owner, name, getattr(owner, name))
         fast_standin.patch()
+        yield
+
+
+def test_patch_installs_it_where_mongoeco_looks_it_up() -> None:
+    with _patch_installed():
         assert sorting.sort_documents_window is fast_standin._top_k_natively
         documents = _ledger(100, 9)
         limited = sorting.sort_documents_limited(
             documents, [("createdAt", -1), ("_id", -1)], skip=5, limit=10
         )
         assert limited == MONGOECO_TOP_K(documents, [("createdAt", -1), ("_id", -1)], window=15)[5:]
-    finally:
-        sorting.sort_documents_window = before
-        for name, method in engine_before.items():
-            setattr(engine, name, method)
 
 
 def _mongoeco_patched(patched: bool) -> Iterator[Any]:
     """A mongoeco client on a new in-memory engine, with or without the fast stand-in's patches."""
-    engine_class = fast_standin.MemoryEngine
-    names = (
-        "_ensure_unique_indexes",
-        "_update_indexes_locked",
-        "_rebuild_index_data_locked",
-        "_indexed_candidate_storage_keys_for_plan_locked",
-    )
-    before = sorting.sort_documents_window, {name: getattr(engine_class, name) for name in names}
-    try:
-        if patched:
-            fast_standin.patch()
-        client = mongoeco.MongoClient(engine_class())
+    with _patch_installed() if patched else nullcontext():
+        client = mongoeco.MongoClient(fast_standin.MemoryEngine())
         yield client
         client.close()
-    finally:
-        sorting.sort_documents_window = before[0]
-        for name, method in before[1].items():
-            setattr(engine_class, name, method)
 
 
 TENANTS = [ObjectId() for _ in range(4)]
